@@ -1,0 +1,58 @@
+"""piston-sessions-backend: a Piston v2 compatible code-execution service."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+from dataclasses import dataclass
+
+from flask import Flask
+
+from backend.config import Settings, load_settings
+from backend.executors.base import Executor
+from backend.service import Admission, ExecutionService
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    executor: Executor
+    service: ExecutionService
+
+
+def build_executor(settings: Settings) -> tuple[Executor, Executor | None]:
+    """The primary executor and, when configured, the local fallback."""
+    from backend.executors.local.executor import LocalExecutor
+
+    if settings.use_local_executor:
+        return LocalExecutor(settings), None
+    from backend.executors.azure.executor import SessionPoolExecutor
+
+    fallback = LocalExecutor(settings) if settings.fallback_to_local else None
+    return SessionPoolExecutor(settings), fallback
+
+
+def create_app(settings: Settings | None = None, executor: Executor | None = None) -> Flask:
+    """Build the app. Settings come from the environment and `.env` unless given."""
+    settings = settings or load_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fallback = None
+    if executor is None:
+        executor, fallback = build_executor(settings)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.strict_slashes = False  # Piston (Express) matches "/api/v2/runtimes/" too
+    service = ExecutionService(
+        executor, Admission(settings.max_concurrent_jobs, settings.max_queued_jobs), fallback=fallback,
+    )
+    app.extensions["piston"] = AppState(settings, executor, service)
+
+    from backend.api import bp, register_errors
+
+    app.register_blueprint(bp)
+    register_errors(app)
+    for ex in (executor, fallback):
+        if ex is not None:
+            atexit.register(ex.close)
+    return app

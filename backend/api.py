@@ -1,0 +1,90 @@
+"""The HTTP API: Piston v2 routes plus health. Thin: parse, call the service, serialise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from backend.errors import ApiError, PayloadTooLarge, UnsupportedMediaType, ValidationError
+from backend.schema import parse_execute
+
+bp = Blueprint("piston", __name__)
+
+
+def _state() -> Any:
+    return current_app.extensions["piston"]
+
+
+def _json_body() -> Any:
+    content_type = request.headers.get("Content-Type", "")
+    # Piston's check: a prefix match, case-sensitive; "application/json; charset=utf-8" passes.
+    if not content_type.startswith("application/json"):
+        raise UnsupportedMediaType("requests must be of type application/json")
+    try:
+        raw = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise PayloadTooLarge(
+            f"request body exceeds the limit of {current_app.config['MAX_CONTENT_LENGTH']} bytes"
+        ) from None
+    import json
+
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"request body is not valid JSON: {exc}") from None
+
+
+@bp.get("/")
+def root() -> Any:
+    return jsonify(message="Piston v2 API (piston-sessions-backend)")
+
+
+@bp.get("/api/v2/runtimes")
+def runtimes() -> Any:
+    return jsonify(_state().service.registry.to_json())
+
+
+@bp.post("/api/v2/execute")
+def execute() -> Any:
+    state = _state()
+    req = parse_execute(_json_body(), state.service.registry, state.settings)
+    result = state.service.execute(req)
+    response = jsonify(result.to_json())
+    if result.notes:
+        response.headers["X-Piston-Notes"] = "; ".join(result.notes)
+    return response
+
+
+@bp.get("/health")
+def health() -> Any:
+    state = _state()
+    body = {"status": "ok", **state.executor.health(), "inflight": state.service.admission.inflight}
+    return jsonify(body)
+
+
+@bp.get("/ready")
+def ready() -> Any:
+    ok, detail = _state().executor.ready()
+    return jsonify(status="ready" if ok else "unavailable", detail=detail), 200 if ok else 503
+
+
+def register_errors(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> Any:
+        return jsonify(message=exc.message), exc.status_code
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        # Piston answers unknown routes and wrong methods alike with 404 Not Found.
+        if exc.code in (404, 405):
+            return jsonify(message="Not Found"), 404
+        if isinstance(exc, RequestEntityTooLarge):
+            return jsonify(message=f"request body exceeds the limit of {app.config['MAX_CONTENT_LENGTH']} bytes"), 413
+        return jsonify(message=exc.description or exc.name), exc.code or 500
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Any:
+        app.logger.exception("unhandled error")
+        return jsonify(message="internal error"), 500

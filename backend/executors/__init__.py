@@ -1,0 +1,1 @@
+"""Executors: where submissions run (the local sandbox or an Azure session pool)."""

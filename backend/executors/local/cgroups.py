@@ -1,0 +1,148 @@
+"""Per-slot cgroups: an exact memory limit and peak, a process cap, and kill-all.
+
+cgroup v2 is used when its memory controller is available; otherwise cgroup v1
+(this project's dev machines are hybrid: memory and pids are bound to v1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+V2_ROOT = Path("/sys/fs/cgroup")
+V1_ROOT = Path("/sys/fs/cgroup")
+
+
+class CgroupError(OSError):
+    pass
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class SlotCgroup:
+    """The cgroups of one sandbox slot. ``procs_files`` are what the launcher joins."""
+
+    def __init__(self, name: str, slot: int) -> None:
+        self.version = detect_version()
+        leaf = f"{name}/slot-{slot}"
+        if self.version == 2:
+            parent = V2_ROOT / name
+            parent.mkdir(exist_ok=True)
+            # v2's "no internal processes" rule: controllers are enabled on the parent for its children.
+            _write(parent / "cgroup.subtree_control", "+memory +pids")
+            self.dirs = {"all": V2_ROOT / leaf}
+        elif self.version == 1:
+            self.dirs = {"memory": V1_ROOT / "memory" / leaf, "pids": V1_ROOT / "pids" / leaf}
+        else:
+            raise CgroupError("no usable cgroup memory controller")
+        for path in self.dirs.values():
+            path.mkdir(parents=True, exist_ok=True)
+            if not (path / "cgroup.procs").exists():
+                raise CgroupError(f"{path} is not a cgroup")
+
+    @property
+    def procs_files(self) -> list[str]:
+        return [str(path / "cgroup.procs") for path in self.dirs.values()]
+
+    def _mem(self, name: str) -> Path:
+        return self.dirs["all" if self.version == 2 else "memory"] / name
+
+    def _pids(self, name: str) -> Path:
+        return self.dirs["all" if self.version == 2 else "pids"] / name
+
+    def configure(self, memory_bytes: int, max_processes: int) -> None:
+        """Set the limits of the next stage and reset the peak and OOM counters' baseline."""
+        if self.version == 2:
+            _write(self._mem("memory.max"), str(memory_bytes) if memory_bytes > 0 else "max")
+            with contextlib.suppress(OSError):
+                _write(self._mem("memory.swap.max"), "0")
+            with contextlib.suppress(OSError):  # resettable since Linux 6.12
+                _write(self._mem("memory.peak"), "0")
+        else:
+            limit = str(memory_bytes) if memory_bytes > 0 else "-1"
+            memsw = self._mem("memory.memsw.limit_in_bytes")
+            if memsw.exists():
+                # memsw must stay >= the memory limit at every step, so the order depends on direction.
+                _write(memsw, "-1")
+                _write(self._mem("memory.limit_in_bytes"), limit)
+                _write(memsw, limit)
+            else:
+                _write(self._mem("memory.limit_in_bytes"), limit)
+            _write(self._mem("memory.max_usage_in_bytes"), "0")
+        _write(self._pids("pids.max"), str(max_processes))
+        self._oom_baseline = self.oom_kills()
+
+    def peak_memory(self) -> int | None:
+        if self.version == 2:
+            return _read_int(self._mem("memory.peak"))
+        return _read_int(self._mem("memory.max_usage_in_bytes"))
+
+    def oom_kills(self) -> int:
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        try:
+            for line in self._mem(name).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        except OSError:
+            pass
+        return 0
+
+    def oom_killed_since_configure(self) -> bool:
+        return self.oom_kills() > getattr(self, "_oom_baseline", 0)
+
+    def pids(self) -> list[int]:
+        found: set[int] = set()
+        for path in self.dirs.values():
+            with contextlib.suppress(OSError):
+                found.update(int(p) for p in (path / "cgroup.procs").read_text().split())
+        return sorted(found)
+
+    def kill_all(self, timeout: float = 2.0) -> bool:
+        """SIGKILL everything in the slot; True once it is empty."""
+        if self.version == 2:
+            with contextlib.suppress(OSError):
+                _write(self.dirs["all"] / "cgroup.kill", "1")
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = self.pids()
+            if not pids:
+                return True
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+
+
+def detect_version() -> int:
+    """2 if the unified hierarchy has the memory controller, 1 if v1 memory+pids exist, else 0."""
+    controllers = V2_ROOT / "cgroup.controllers"
+    if controllers.exists() and "memory" in controllers.read_text().split():
+        return 2
+    if (V1_ROOT / "memory" / "memory.limit_in_bytes").exists() and (V1_ROOT / "pids").is_dir():
+        return 1
+    return 0
+
+
+def cgroups_writable(name: str) -> bool:
+    """Whether slot cgroups can be created here (root with a writable cgroupfs)."""
+    try:
+        SlotCgroup(name, 0)
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,146 @@
+"""The local executor: submissions run on this machine in per-slot sandboxes."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from backend.config import Settings
+from backend.errors import ExecutorUnavailable
+from backend.executors.base import Box, Executor
+from backend.executors.local.probe import ProbeResult, probe
+from backend.executors.local.results import to_stage
+from backend.executors.local.sandbox import Slot
+from backend.executors.local.slots import SlotPool
+from backend.executors.local.toolchains import discover_runtimes
+from backend.models import Limits, Program, RunSpec, StageResult
+from backend.runtimes import Commands, Runtime, build_commands
+
+IO_INSIDE = "/.io"  # where the slot's io directory (stdin files) appears in the sandbox
+
+
+class LocalExecutor(Executor):
+    name = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.probe: ProbeResult = probe(settings)
+        self._runtimes = discover_runtimes()
+        self.slots: SlotPool | None = None
+        if self.probe.plan is not None:
+            self.slots = SlotPool(
+                self.probe.plan, count=settings.max_concurrent_jobs, work_dir=settings.sandbox_work_dir,
+                state_dir=settings.sandbox_state_dir, uid_base=settings.sandbox_uid_base,
+                cgroup_name=settings.cgroup_name if self.probe.cgroups else None,
+            )
+
+    def runtimes(self) -> list[Runtime]:
+        return list(self._runtimes)
+
+    def health(self) -> dict[str, Any]:
+        return {"executor": self.name, "sandbox": self.probe.to_json()}
+
+    def ready(self) -> tuple[bool, str]:
+        if self.slots is None:
+            return False, self.probe.refusal or "sandbox unavailable"
+        return True, f"sandbox {self.probe.mode}"
+
+    @contextlib.contextmanager
+    def open(self, program: Program, runtime: Runtime) -> Iterator[Box]:
+        if self.slots is None:
+            raise ExecutorUnavailable(f"local sandbox unavailable: {self.probe.refusal}")
+        slot = self.slots.acquire(self.settings.queue_timeout / 1000)
+        try:
+            box = LocalBox(self.slots, slot, program, runtime)
+            box.prepare()
+            yield box
+        finally:
+            self.slots.release(slot)
+
+    def close(self) -> None:
+        if self.slots is not None:
+            self.slots.close()
+
+
+class LocalBox(Box):
+    def __init__(self, slots: SlotPool, slot: Slot, program: Program, runtime: Runtime) -> None:
+        self.slots = slots
+        self.slot = slot
+        self.program = program
+        self.runtime = runtime
+        self.commands: Commands | None = None
+        self._stdin_seq = 0
+
+    def prepare(self) -> None:
+        for f in self.program.files:
+            self._write(f.name, f.content)
+        # Run limits are not known yet; commands only use the memory limit for JVM/V8 flags, set per run.
+        self.commands = build_commands(self.runtime, self.program.files, self.program.compile_limits)
+        for old, new in self.commands.renames:
+            os.replace(self.slot.box / old, self.slot.box / new)
+        if self.commands.compile is not None:
+            self.compile = self._stage(list(self.commands.compile), "", self.program.compile_limits)
+
+    def run(self, spec: RunSpec) -> StageResult:
+        commands = build_commands(self.runtime, self.program.files, spec.limits)
+        return self._stage([*commands.run, *spec.args], spec.stdin, spec.limits)
+
+    def _write(self, name: str, content: bytes) -> None:
+        path = self.slot.box / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        if self.slot.uid is not None:
+            for part in [path, *path.relative_to(self.slot.box).parents]:
+                target = self.slot.box / part
+                if target != self.slot.box:
+                    os.chown(target, self.slot.uid, self.slot.uid)
+
+    def _stdin_file(self, stdin: str) -> str:
+        self._stdin_seq += 1
+        name = f"stdin-{self._stdin_seq}"
+        path: Path = self.slot.io / name
+        path.write_bytes(stdin.encode())
+        if self.slot.uid is not None:
+            os.chown(path, self.slot.uid, self.slot.uid)
+        os.chmod(path, 0o400)
+        return f"{IO_INSIDE}/{name}" if self.slots.plan.bwrap else str(path)
+
+    def _stage(self, argv: list[str], stdin: str, limits: Limits) -> StageResult:
+        sandbox = self.slots.take_sandbox(self.slot)
+        try:
+            if self.slot.cgroup is not None:
+                self.slot.cgroup.configure(limits.memory_bytes, limits.max_processes)
+            sandbox.start(argv, stdin_path=self._stdin_file(stdin), rlimits=self._rlimits(limits))
+            outcome = sandbox.collect(timeout_ms=limits.timeout_ms, output_max_size=limits.output_max_size)
+        finally:
+            sandbox.destroy()
+            # The next stage (run after compile, or the next test case) finds its sandbox ready.
+            self.slots.prewarm(self.slot)
+        cgroup = self.slot.cgroup
+        return to_stage(
+            outcome, limits,
+            peak_memory=cgroup.peak_memory() if cgroup else None,
+            oom_killed=cgroup.oom_killed_since_configure() if cgroup else False,
+        )
+
+    def _rlimits(self, limits: Limits) -> dict[str, tuple[int | str, int | str]]:
+        cpu = max(1, math.ceil(limits.cpu_time_ms / 1000))
+        rl: dict[str, tuple[int | str, int | str]] = {
+            "CPU": (cpu, cpu + 1),
+            "FSIZE": (limits.max_file_size, limits.max_file_size),
+            "NOFILE": (limits.max_open_files, limits.max_open_files),
+            "CORE": (0, 0),
+            "STACK": ("inf", "inf"),
+        }
+        if self.slot.cgroup is None:
+            if limits.memory_bytes > 0:
+                # DATA, not AS: address-space limits break the JVM and V8, which reserve far more than they use.
+                rl["DATA"] = (limits.memory_bytes, limits.memory_bytes)
+            if self.slot.uid is not None:
+                # Per-uid count; headroom for bwrap's own processes and their delayed teardown.
+                rl["NPROC"] = (limits.max_processes + 16, limits.max_processes + 16)
+        return rl

@@ -1,0 +1,211 @@
+/*
+ * piston-launch: the few steps of the local sandbox that must happen in the
+ * process itself, between exec calls, and that no packaged tool combines.
+ *
+ *   piston-launch outer [-c CGROUP_PROCS]... [-u UID -g GID] -- ARGV...
+ *       Joins the given cgroups (so nothing the program forks can escape them),
+ *       drops to an unprivileged uid/gid, then execs ARGV (bubblewrap).
+ *       Started as root by the web worker through a plain exec (vfork-able):
+ *       no preexec_fn in the server.
+ *
+ *   piston-launch inner -m META_FD -w CTRL_FD
+ *       Runs inside the sandbox, started ahead of time so that sandbox set-up
+ *       is off the request's path. Reads the job from CTRL_FD until EOF:
+ *       NUL-separated "[-i STDIN_PATH] [-r NAME=SOFT:HARD]... -- ARGV...".
+ *       Forks ARGV with the rlimits applied, waits for it and writes
+ *       "status utime_us stime_us maxrss_kb wall_us" to META_FD.
+ *       rusage is taken here because it does not cross bubblewrap's pid
+ *       namespace and, read by the server, it would carry the server's own RSS.
+ *
+ *   piston-launch killall -u UID
+ *       Kills every process of UID (kill(-1) as that uid): the last resort
+ *       that also catches setsid() escapees when there is no pid namespace.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_ITEMS 16
+
+static void die(const char *what) {
+    fprintf(stderr, "piston-launch: %s: %s\n", what, strerror(errno));
+    _exit(127);
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: piston-launch outer|inner|killall ...\n");
+    _exit(126);
+}
+
+struct limit { int resource; rlim_t soft, hard; };
+
+static const struct { const char *name; int resource; } NAMES[] = {
+    {"CPU", RLIMIT_CPU}, {"FSIZE", RLIMIT_FSIZE}, {"DATA", RLIMIT_DATA},
+    {"STACK", RLIMIT_STACK}, {"CORE", RLIMIT_CORE}, {"NOFILE", RLIMIT_NOFILE},
+    {"NPROC", RLIMIT_NPROC}, {"AS", RLIMIT_AS}, {"MEMLOCK", RLIMIT_MEMLOCK},
+};
+
+static rlim_t parse_rlim(const char *s) {
+    if (strcmp(s, "inf") == 0) return RLIM_INFINITY;
+    return (rlim_t)strtoull(s, NULL, 10);
+}
+
+static struct limit parse_limit(const char *spec) {
+    struct limit l = {-1, 0, 0};
+    const char *eq = strchr(spec, '='), *colon = eq ? strchr(eq, ':') : NULL;
+    if (!eq || !colon) usage();
+    for (size_t i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++)
+        if (strncmp(spec, NAMES[i].name, (size_t)(eq - spec)) == 0 && strlen(NAMES[i].name) == (size_t)(eq - spec))
+            l.resource = NAMES[i].resource;
+    if (l.resource < 0) usage();
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.*s", (int)(colon - eq - 1), eq + 1);
+    l.soft = parse_rlim(buf);
+    l.hard = parse_rlim(colon + 1);
+    return l;
+}
+
+static void write_file(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) die(path);
+    if (write(fd, text, strlen(text)) < 0) die(path);
+    close(fd);
+}
+
+static int outer(int argc, char **argv) {
+    const char *cgroups[MAX_ITEMS];
+    int ncg = 0, opt;
+    long uid = -1, gid = -1;
+    while ((opt = getopt(argc, argv, "+c:u:g:")) != -1) {
+        if (opt == 'c' && ncg < MAX_ITEMS) cgroups[ncg++] = optarg;
+        else if (opt == 'u') uid = atol(optarg);
+        else if (opt == 'g') gid = atol(optarg);
+        else usage();
+    }
+    if (optind >= argc) usage();
+    char pid[32];
+    snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    for (int i = 0; i < ncg; i++) write_file(cgroups[i], pid);
+    if (gid >= 0) {
+        if (setgroups(0, NULL) < 0) die("setgroups");
+        if (setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) < 0) die("setresgid");
+    }
+    if (uid >= 0 && setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0) die("setresuid");
+    execv(argv[optind], argv + optind);
+    die(argv[optind]);
+    return 127;
+}
+
+static long long usec(struct timeval tv) { return (long long)tv.tv_sec * 1000000 + tv.tv_usec; }
+
+#define MAX_JOB (1 << 20)
+#define MAX_ARGS 4096
+
+/* Reads the NUL-separated job from fd into a fresh argv (argv[0] is a dummy). */
+static char **read_job(int fd, int *argc_out) {
+    char *buf = malloc(MAX_JOB + 1);
+    size_t len = 0;
+    ssize_t n;
+    if (!buf) die("malloc");
+    while ((n = read(fd, buf + len, MAX_JOB - len)) != 0) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) die("read job");
+        len += (size_t)n;
+        if (len == MAX_JOB) { errno = E2BIG; die("job"); }
+    }
+    close(fd);
+    if (len == 0) _exit(0); /* the server discarded this sandbox unused */
+    buf[len] = '\0';
+    static char *args[MAX_ARGS + 2];
+    int argc = 0;
+    args[argc++] = "job";
+    for (size_t i = 0; i < len && argc < MAX_ARGS; i += strlen(buf + i) + 1) args[argc++] = buf + i;
+    args[argc] = NULL;
+    *argc_out = argc;
+    return args;
+}
+
+static int inner(int argc, char **argv) {
+    struct limit limits[MAX_ITEMS];
+    int nlim = 0, meta = -1, ctrl = -1, opt;
+    const char *stdin_path = NULL;
+    while ((opt = getopt(argc, argv, "+m:w:")) != -1) {
+        if (opt == 'm') meta = atoi(optarg);
+        else if (opt == 'w') ctrl = atoi(optarg);
+        else usage();
+    }
+    if (meta < 0 || ctrl < 0) usage();
+    fcntl(meta, F_SETFD, FD_CLOEXEC);
+    argv = read_job(ctrl, &argc);
+    optind = 1;
+    while ((opt = getopt(argc, argv, "+i:r:")) != -1) {
+        if (opt == 'i') stdin_path = optarg;
+        else if (opt == 'r' && nlim < MAX_ITEMS) limits[nlim++] = parse_limit(optarg);
+        else usage();
+    }
+    if (optind >= argc) usage();
+    /* The program runs as our uid: keep it from ptracing us or reading our fds. */
+    prctl(PR_SET_DUMPABLE, 0);
+    struct timespec start, end;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    pid_t child = fork();
+    if (child < 0) die("fork");
+    if (child == 0) {
+        signal(SIGPIPE, SIG_DFL);
+        if (stdin_path) {
+            int in = open(stdin_path, O_RDONLY);
+            if (in < 0 || dup2(in, 0) < 0) die(stdin_path);
+            close(in);
+        }
+        for (int i = 0; i < nlim; i++) {
+            struct rlimit rl = {limits[i].soft, limits[i].hard};
+            if (setrlimit(limits[i].resource, &rl) < 0) die("setrlimit");
+        }
+        execv(argv[optind], argv + optind);
+        die(argv[optind]);
+    }
+    int status = 0;
+    struct rusage ru;
+    memset(&ru, 0, sizeof ru);
+    while (wait4(child, &status, 0, &ru) < 0)
+        if (errno != EINTR) die("wait4");
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    long long wall = (end.tv_sec - start.tv_sec) * 1000000LL + (end.tv_nsec - start.tv_nsec) / 1000;
+    dprintf(meta, "%d %lld %lld %ld %lld\n", status, usec(ru.ru_utime), usec(ru.ru_stime), ru.ru_maxrss, wall);
+    close(meta);
+    return 0;
+}
+
+static int killall(int argc, char **argv) {
+    long uid = -1;
+    int opt;
+    while ((opt = getopt(argc, argv, "u:")) != -1) {
+        if (opt == 'u') uid = atol(optarg);
+        else usage();
+    }
+    if (uid <= 0) usage();
+    if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0) die("setresuid");
+    /* kill(-1) skips the caller; repeat until no process of the uid is left. */
+    for (int i = 0; i < 50 && kill(-1, SIGKILL) == 0; i++) usleep(2000);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) usage();
+    if (strcmp(argv[1], "outer") == 0) return outer(argc - 1, argv + 1);
+    if (strcmp(argv[1], "inner") == 0) return inner(argc - 1, argv + 1);
+    if (strcmp(argv[1], "killall") == 0) return killall(argc - 1, argv + 1);
+    usage();
+    return 126;
+}

@@ -1,0 +1,248 @@
+"""One sandbox process: spawned ahead of time, given one command, read with capped output.
+
+The process chain is ``piston-launch outer`` (join the slot's cgroups, drop to the
+slot's uid) -> ``bwrap`` (namespaces, read-only system, private /tmp) ->
+``piston-launch inner`` (waits for the job on a pipe, applies rlimits, forks the
+program and reports its exact rusage). Spawning it before the request arrives
+keeps the ~8 ms of namespace and cgroup set-up off the request's path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from backend.executors.local.cgroups import SlotCgroup
+
+READ_CHUNK = 65536
+# System paths bound read-only when they exist: the loader cache (without it every
+# library lookup walks the default paths) and what the JDK reads from /etc.
+ETC_PATHS = ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime", "/etc/ssl/certs")
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True)
+class SandboxPlan:
+    """How sandboxes are built here; chosen once at start by the probe."""
+
+    launcher: str
+    bwrap: str | None  # None: no namespaces
+    uid_separation: bool
+    network: bool
+    tmp_size: int
+
+    def etc_paths(self) -> list[str]:
+        extra = [str(p) for p in Path("/etc").glob("java-*") if p.is_dir()]
+        return [p for p in (*ETC_PATHS, *extra) if os.path.exists(p)]
+
+
+@dataclass
+class Slot:
+    """A sandbox slot: its uid, directories and cgroups. One job at a time."""
+
+    index: int
+    uid: int | None
+    root: Path
+    cgroup: SlotCgroup | None
+
+    @property
+    def box(self) -> Path:
+        return self.root / "box"
+
+    @property
+    def io(self) -> Path:
+        return self.root / "io"
+
+
+@dataclass
+class Outcome:
+    """What came out of one command, before it is judged into a StageResult."""
+
+    stdout: bytes = b""
+    stderr: bytes = b""
+    output: bytes = b""
+    wait_status: int | None = None
+    cpu_us: int | None = None
+    maxrss_kb: int | None = None
+    wall_us: int | None = None
+    timed_out: bool = False
+    overflow: str | None = None  # "stdout" | "stderr"
+    sandbox_error: str | None = None
+
+
+def sandbox_argv(plan: SandboxPlan, slot: Slot, meta_fd: int, ctrl_fd: int) -> list[str]:
+    argv: list[str] = [plan.launcher, "outer"]
+    if slot.cgroup is not None:
+        for procs in slot.cgroup.procs_files:
+            argv += ["-c", procs]
+    if plan.uid_separation and slot.uid is not None:
+        argv += ["-u", str(slot.uid), "-g", str(slot.uid)]
+    argv.append("--")
+    inner = [plan.launcher, "inner", "-m", str(meta_fd), "-w", str(ctrl_fd)]
+    if plan.bwrap is None:
+        return argv + inner
+    argv += [
+        plan.bwrap, "--unshare-all", "--unshare-user", "--disable-userns",
+        "--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL",
+        "--ro-bind", "/usr", "/usr",
+        "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
+        "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/sbin", "/sbin",
+    ]
+    if plan.network:
+        argv.insert(argv.index("--unshare-all") + 1, "--share-net")
+        argv += ["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf", "--ro-bind-try", "/etc/hosts", "/etc/hosts"]
+    for path in plan.etc_paths():
+        argv += ["--ro-bind", path, path]
+    argv += [
+        "--proc", "/proc", "--dev", "/dev",
+        "--size", str(plan.tmp_size), "--tmpfs", "/tmp",
+        "--bind", str(slot.box), "/box",
+        "--ro-bind", str(slot.io), "/.io",
+        "--ro-bind", plan.launcher, "/.launch",
+        "--chdir", "/box",
+        "--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", "/tmp",
+        "--setenv", "LANG", "C.UTF-8", "--setenv", "TMPDIR", "/tmp", "--setenv", "GOCACHE", "/tmp/.gocache",
+        "--",
+    ]
+    return argv + ["/.launch", *inner[1:]]
+
+
+def _clean_env() -> dict[str, str]:
+    # Nothing of the service's environment reaches the sandbox (bwrap also clears it).
+    return {"PATH": SANDBOX_PATH, "LANG": "C.UTF-8", "HOME": "/tmp", "TMPDIR": "/tmp", "GOCACHE": "/tmp/.gocache"}
+
+
+class Sandbox:
+    """A spawned sandbox waiting for its single command."""
+
+    def __init__(self, plan: SandboxPlan, slot: Slot) -> None:
+        self.plan = plan
+        self.slot = slot
+        ctrl_r, self._ctrl_w = os.pipe()
+        self._meta_r, meta_w = os.pipe()
+        self._out_r, out_w = os.pipe()
+        self._err_r, err_w = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                sandbox_argv(plan, slot, meta_w, ctrl_r),
+                stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+                pass_fds=(meta_w, ctrl_r), close_fds=True, start_new_session=True,
+                env=_clean_env(), cwd=str(slot.box),
+            )
+        finally:
+            for fd in (ctrl_r, meta_w, out_w, err_w):
+                os.close(fd)
+        self._started = 0.0
+
+    def start(self, argv: list[str], *, stdin_path: str | None, rlimits: dict[str, tuple[int | str, int | str]]) -> None:
+        tokens: list[str] = []
+        if stdin_path is not None:
+            tokens += ["-i", stdin_path]
+        for name, (soft, hard) in rlimits.items():
+            tokens += ["-r", f"{name}={soft}:{hard}"]
+        tokens += ["--", *argv]
+        payload = "\0".join(tokens).encode()
+        self._started = time.monotonic()
+        try:
+            os.write(self._ctrl_w, payload)
+        except BrokenPipeError:
+            pass  # the sandbox died before starting; collect() reports it
+        finally:
+            os.close(self._ctrl_w)
+            self._ctrl_w = -1
+
+    def collect(self, *, timeout_ms: int, output_max_size: int) -> Outcome:
+        outcome = Outcome()
+        out, err, combined, meta = bytearray(), bytearray(), bytearray(), bytearray()
+        buffers = {self._out_r: out, self._err_r: err, self._meta_r: meta}
+        sel = selectors.DefaultSelector()
+        for fd in buffers:
+            os.set_blocking(fd, False)
+            sel.register(fd, selectors.EVENT_READ)
+        deadline = self._started + timeout_ms / 1000 + 0.05
+        try:
+            while sel.get_map():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    outcome.timed_out = True
+                    break
+                for key, _ in sel.select(remaining):
+                    try:
+                        chunk = os.read(key.fd, READ_CHUNK)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        sel.unregister(key.fd)
+                        continue
+                    buf = buffers[key.fd]
+                    if key.fd != self._meta_r:
+                        room = output_max_size - len(buf)
+                        if len(chunk) > room:
+                            chunk = chunk[:max(room, 0)]
+                            outcome.overflow = "stdout" if key.fd == self._out_r else "stderr"
+                        combined += chunk
+                    buf += chunk
+                if outcome.overflow:
+                    break
+        finally:
+            sel.close()
+        if outcome.timed_out or outcome.overflow:
+            self.destroy()
+            # The program may have finished in the same instant; its meta is still worth reading.
+            meta += _drain(self._meta_r)
+        outcome.stdout, outcome.stderr, outcome.output = bytes(out), bytes(err), bytes(combined)
+        _parse_meta(outcome, bytes(meta))
+        if outcome.wall_us is None:  # killed before the reaper could report: the server's clock
+            outcome.wall_us = int((time.monotonic() - self._started) * 1_000_000)
+        if outcome.wait_status is None and not outcome.timed_out and not outcome.overflow:
+            outcome.sandbox_error = err.decode("utf-8", "replace").strip()[-500:] or "sandbox exited without a result"
+        return outcome
+
+    def destroy(self) -> None:
+        """Kill everything the sandbox holds and reap it. Idempotent."""
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        if self.slot.cgroup is not None:
+            self.slot.cgroup.kill_all()
+        elif self.plan.bwrap is None and self.plan.uid_separation and self.slot.uid is not None:
+            subprocess.run([self.plan.launcher, "killall", "-u", str(self.slot.uid)], check=False, timeout=10)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.close()
+
+    def close(self) -> None:
+        for name in ("_ctrl_w", "_meta_r", "_out_r", "_err_r"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                setattr(self, name, -1)
+
+
+def _drain(fd: int) -> bytes:
+    data = bytearray()
+    with contextlib.suppress(OSError):
+        os.set_blocking(fd, False)
+        while chunk := os.read(fd, READ_CHUNK):
+            data += chunk
+    return bytes(data)
+
+
+def _parse_meta(outcome: Outcome, meta: bytes) -> None:
+    parts = meta.split()
+    if len(parts) != 5:
+        return
+    status, utime, stime, maxrss, wall = (int(p) for p in parts)
+    outcome.wait_status = status
+    outcome.cpu_us = utime + stime
+    outcome.maxrss_kb = maxrss
+    outcome.wall_us = wall
