@@ -141,7 +141,8 @@ class RuntimeRegistry:
         ]
         if not candidates:
             return None
-        return max(candidates, key=lambda rt: nodesemver.make_semver(rt.version, loose=False))
+        best = nodesemver.max_satisfying([rt.version for rt in candidates], "*", loose=False)
+        return next(rt for rt in candidates if rt.version == best)
 
     def to_json(self) -> list[dict[str, object]]:
         return [rt.to_json() for rt in self._runtimes]

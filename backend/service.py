@@ -63,9 +63,6 @@ class ExecutionService:
     @staticmethod
     def _execute_on(executor: Executor, request: ExecuteRequest) -> ExecutionResult:
         with executor.open(request.program, request.runtime) as box:
-            if box.compiled_ok:
-                run = box.run(request.run)
-            else:
-                assert box.compile is not None
-                run = box.compile  # Piston: a failed compile is also reported as the run stage
+            # Piston: a failed compile is also reported as the run stage (run_many returns it).
+            run = box.run(request.run)
         return ExecutionResult(request.runtime.language, request.runtime.version, run, box.compile)

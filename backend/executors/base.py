@@ -1,8 +1,10 @@
 """The executor interface shared by the local sandbox and the Azure session pool.
 
-Its verbs follow isolate's: ``open`` a box for a program (write its files and
-compile it once), ``run`` it any number of times, and close the box (idempotent
-cleanup). ``run_many`` lets an executor run many cases in one round trip.
+Its verbs follow isolate's: ``open`` a box for a program, ``run_many`` it on any
+number of inputs, and leave the context to clean up (idempotent). The program is
+compiled once per box, before its first run; an executor may do the compile and
+all runs in one round trip (the session pool does). When the compile fails, every
+run's result is the compile result, as Piston reports it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from backend.runtimes import Runtime
 
 
 class Box(ABC):
-    """A compiled program ready to run. ``compile`` is None for interpreted languages."""
+    """A program in its box. ``compile`` is None for interpreted languages or before the first run."""
 
     compile: StageResult | None = None
 
@@ -26,10 +28,11 @@ class Box(ABC):
         return self.compile is None or self.compile.ok
 
     @abstractmethod
-    def run(self, spec: RunSpec) -> StageResult: ...
-
     def run_many(self, specs: Sequence[RunSpec]) -> list[StageResult]:
-        return [self.run(spec) for spec in specs]
+        """Compile if not done yet, then run each spec; one result per spec."""
+
+    def run(self, spec: RunSpec) -> StageResult:
+        return self.run_many([spec])[0]
 
 
 class Executor(ABC):
@@ -43,7 +46,7 @@ class Executor(ABC):
 
     @abstractmethod
     def open(self, program: Program, runtime: Runtime) -> AbstractContextManager[Box]:
-        """Write the program's files, compile it, and yield a box; clean up on exit."""
+        """Reserve capacity (a sandbox slot, a session) for the program; release it on exit."""
 
     def health(self) -> dict[str, Any]:
         return {"executor": self.name}

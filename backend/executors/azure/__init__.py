@@ -1,0 +1,1 @@
+"""The Azure Container Apps dynamic session-pool executor."""

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from backend.config import Settings, SettingsError, env_names
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_are_pistons() -> None:
+    s = Settings.from_env({})
+    assert (s.run_timeout, s.compile_timeout, s.run_cpu_time, s.compile_cpu_time) == (3000, 10000, 3000, 10000)
+    assert (s.run_memory_limit, s.max_process_count, s.max_open_files, s.max_file_size) == (-1, 64, 2048, 10_000_000)
+    assert s.use_local_executor is True
+
+
+@pytest.mark.parametrize(("env", "needle"), [
+    ({"RUN_TIMEOUT": "soon"}, "RUN_TIMEOUT='soon' is invalid"),
+    ({"RUN_TIMEOUT": "0"}, "RUN_TIMEOUT='0' is invalid: must be at least 1"),
+    ({"USE_LOCAL_EXECUTOR": "maybe"}, "USE_LOCAL_EXECUTOR='maybe' is invalid: expected true or false"),
+    ({"SESSION_STRATEGY": "sticky"}, "SESSION_STRATEGY='sticky' is invalid: expected one of reuse, fresh"),
+    ({"USE_LOCAL_EXECUTOR": "false"}, "USE_LOCAL_EXECUTOR=false needs POOL_MANAGEMENT_ENDPOINT"),
+])
+def test_invalid_settings_name_the_variable(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(env)
+    assert needle in str(info.value)
+
+
+def test_env_example_documents_every_setting() -> None:
+    text = (REPO / ".env.example").read_text()
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, re.M))
+    missing = set(env_names()) - documented
+    assert not missing, f".env.example lacks {sorted(missing)}"
+    for name, default in env_names().items():
+        assert re.search(rf"^#?\s*{name}={re.escape(default)}$", text, re.M), f"{name} default should be {default!r}"
