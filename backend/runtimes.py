@@ -190,12 +190,14 @@ def build_commands(runtime: Runtime, files: Sequence[SourceFile], limits: Limits
         return Commands(None, (b["python"], "-E", "-s", main))
     if lang == "c":
         return Commands(
-            (b["cc"], "-std=gnu17", "-O2", "-pipe", "-o", "a.out", *[s for s in sources if not s.endswith(".h")], "-lm"),
+            # -x c: sources may carry Piston's default names (file0.code).
+            (b["cc"], "-std=gnu17", "-O2", "-pipe", "-o", "a.out", "-x", "c",
+             *[s for s in sources if not s.endswith(".h")], "-x", "none", "-lm"),
             ("./a.out",),
         )
     if lang == "c++":
         return Commands(
-            (b["cxx"], "-std=gnu++17", "-O2", "-pipe", "-o", "a.out",
+            (b["cxx"], "-std=gnu++17", "-O2", "-pipe", "-o", "a.out", "-x", "c++",
              *[s for s in sources if not s.endswith((".h", ".hpp"))]),
             ("./a.out",),
         )

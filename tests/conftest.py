@@ -11,6 +11,9 @@ import requests
 from backend.testing import ServerProcess
 
 
+SECRET = "s3cr3t-of-the-service-7f1c"
+
+
 class Client:
     """A thin Piston client for tests: `client.execute(language, code, **fields)`."""
 
@@ -34,7 +37,9 @@ class Client:
 
 @pytest.fixture(scope="session")
 def local_server() -> Iterator[ServerProcess]:
-    with ServerProcess({"MAX_CONCURRENT_JOBS": "4", "RUN_MEMORY_LIMIT": "-1"}) as server:
+    # The secret lets hostile tests check that submissions cannot read the service's environment.
+    env = {"MAX_CONCURRENT_JOBS": "4", "RUN_MEMORY_LIMIT": "-1", "PISTON_TEST_SECRET": SECRET}
+    with ServerProcess(env) as server:
         yield server
 
 

@@ -32,8 +32,9 @@ COMPILE_ERROR: dict[str, tuple[str, str]] = {
 MEMORY_HOG: dict[str, tuple[str, str]] = {
     "python": ("main.py", "x = bytearray(1024 * 1024 * 1024)\nprint(len(x))\n"),
     "c": ("main.c", "#include <stdlib.h>\n#include <string.h>\n#include <stdio.h>\n"
-          "int main(void){size_t n=1024UL*1024*1024;char*p=malloc(n);if(!p){puts(\"null\");return 1;}"
-          "memset(p,1,n);printf(\"%d\\n\",p[n-1]);return 0;}\n"),
+          "int main(void){size_t n=1024UL*1024*1024;volatile char*p=malloc(n);if(!p){puts(\"null\");return 1;}"
+          "long s=0;for(size_t i=0;i<n;i+=4096)p[i]=(char)i;for(size_t i=0;i<n;i+=4096)s+=p[i];"
+          "printf(\"%ld\\n\",s);return 0;}\n"),
     "java": ("Main.java", "public class Main { public static void main(String[] a) {"
              " byte[][] b = new byte[1024][]; for (int i = 0; i < 1024; i++) b[i] = new byte[1024 * 1024];"
              " System.out.println(b.length); } }\n"),

@@ -1,0 +1,187 @@
+"""Hostile submissions: each is contained, and the service stays healthy afterwards."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from backend.testing import REPO, ServerProcess
+from tests.conftest import SECRET, Client
+from tests.integration.programs import MEMORY_HOG
+
+UID_BASE = 60000
+
+
+def sandbox_processes() -> list[str]:
+    """Processes of the sandbox uids still alive (the per-slot uids start at 60000)."""
+    out = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if UID_BASE <= int(line.split()[0]) < UID_BASE + 4096]
+
+
+@pytest.fixture(autouse=True)
+def service_stays_healthy(client: Client, local_server: ServerProcess) -> Iterator[None]:
+    yield
+    assert local_server.proc is not None and local_server.proc.poll() is None, "the service died"
+    assert client.get("/health").status_code == 200
+    assert client.execute("python", "print(6*7)")["run"]["stdout"] == "42\n"
+    # Slots are recycled in the background; give the kill a moment, then nothing may remain.
+    deadline = time.monotonic() + 5
+    while (left := [p for p in sandbox_processes() if not any(k in p for k in ("piston-launch", "bwrap", ".launch inner"))]) \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"submission processes survived: {left}"
+
+
+@pytest.fixture(scope="module")
+def runtimes(client: Client) -> set[str]:
+    return {rt["language"] for rt in client.get("/api/v2/runtimes").json()}
+
+
+def test_fork_bomb(client: Client) -> None:
+    code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    run = client.execute("python", code, run_timeout=2000)["run"]
+    assert run["status"] in ("TO", "SG", "RE")
+
+
+def test_bash_fork_bomb(client: Client) -> None:
+    run = client.execute("bash", ":(){ :|:& };:", run_timeout=2000)["run"]
+    assert run["status"] is not None or run["code"] != 0 or run["wall_time"] < 2500
+
+
+@pytest.mark.parametrize("language", list(MEMORY_HOG))
+def test_memory_hog_is_stopped_at_the_limit(client: Client, runtimes: set[str], language: str) -> None:
+    if language not in runtimes:
+        pytest.skip(f"{language} not installed")
+    name, code = MEMORY_HOG[language]
+    limit = 256 * 1024 * 1024
+    run = client.execute(language, code, name=name, run_memory_limit=limit, run_timeout=3000)["run"]
+    assert run["status"] in ("SG", "RE", "TO"), run
+    assert run["code"] != 0
+    assert run["memory"] is not None and run["memory"] <= limit * 1.05
+
+
+def test_infinite_loop(client: Client) -> None:
+    run = client.execute("c", "int main(void){for(;;);}", run_cpu_time=1000)["run"]
+    assert (run["status"], run["message"]) == ("TO", "Time limit exceeded")
+
+
+def test_sleep_past_timeout(client: Client) -> None:
+    started = time.monotonic()
+    run = client.execute("bash", "sleep 30", run_timeout=1000)["run"]
+    assert (run["status"], run["message"]) == ("TO", "Time limit exceeded (wall clock)")
+    assert time.monotonic() - started < 5
+
+
+def test_100mb_of_output(client: Client) -> None:
+    started = time.monotonic()
+    run = client.execute("c", '#include <stdio.h>\nint main(void){for(int i=0;i<1600000;i++)'
+                         'fputs("0123456789012345678901234567890123456789012345678901234567890123\\n",stdout);}')["run"]
+    assert run["status"] == "OL" and len(run["stdout"]) == 1048576
+    assert time.monotonic() - started < 10
+
+
+def test_writing_a_1gb_file(client: Client) -> None:
+    py = client.execute("python", "f = open('big', 'wb')\nfor _ in range(1024):\n    f.write(b'x' * 1048576)\n")["run"]
+    assert py["status"] == "RE" and "File too large" in py["stderr"]
+    c = client.execute("c", '#include <stdio.h>\nint main(void){FILE*f=fopen("big","wb");static char b[1<<20];'
+                       "for(int i=0;i<1024;i++)fwrite(b,1,sizeof b,f);fclose(f);return 0;}")["run"]
+    assert (c["status"], c["signal"]) == ("SG", "SIGXFSZ")
+
+
+def test_reading_the_service_environment_and_files(client: Client, local_server: ServerProcess) -> None:
+    code = f"""
+import os, glob
+found = []
+found.append(str(dict(os.environ)))
+for path in glob.glob('/proc/*/environ') + ['/proc/1/environ', '/proc/{local_server.proc.pid}/environ']:
+    try:
+        found.append(open(path, 'rb').read().decode(errors='replace'))
+    except OSError as e:
+        pass
+for path in ['{REPO}/.env', '{REPO}/app.py', '/etc/shadow', '/root', '/tmp/piston-state']:
+    try:
+        found.append(open(path).read() if os.path.isfile(path) else str(os.listdir(path)))
+    except OSError as e:
+        print('denied', path, type(e).__name__)
+print(sorted(os.listdir('/')))
+print('SECRET' if '{SECRET[:6]}' + '{SECRET[6:]}' in ''.join(found) else 'clean')
+"""
+    run = client.execute("python", code)["run"]
+    assert SECRET not in run["output"]
+    assert run["stdout"].rstrip().endswith("clean")
+    assert f"denied {REPO}/app.py" in run["stdout"]
+    assert "denied /etc/shadow" in run["stdout"]
+
+
+def test_network_is_unreachable(client: Client, local_server: ServerProcess) -> None:
+    code = f"""
+import socket
+for host, port in [('127.0.0.1', {local_server.port}), ('10.0.0.1', 80), ('1.1.1.1', 53), ('localhost', {local_server.port})]:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        print('CONNECTED', host)
+    except OSError as e:
+        print('blocked', host, type(e).__name__)
+"""
+    run = client.execute("python", code)["run"]
+    assert "CONNECTED" not in run["stdout"] and run["stdout"].count("blocked") == 4, run
+
+
+def test_setsid_daemon_does_not_outlive_its_run(client: Client) -> None:
+    code = """
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        while True:
+            time.sleep(0.1)
+    os._exit(0)
+print('parent done')
+"""
+    run = client.execute("python", code)["run"]
+    assert run["stdout"] == "parent done\n"
+    # The autouse fixture asserts that no process of the sandbox uids survives.
+
+
+def test_concurrent_submission_files_are_invisible(client: Client) -> None:
+    victim = "import time\nopen('secret.txt', 'w').write('victim-data-91')\nprint('written', flush=True)\ntime.sleep(2)"
+    results: dict[str, dict] = {}
+    thread = threading.Thread(target=lambda: results.update(victim=client.execute("python", victim)))
+    thread.start()
+    time.sleep(0.8)
+    spy = """
+import os, glob
+hits = []
+for pattern in ['/tmp/piston-boxes/*/box/secret.txt', '/box/../*/box/secret.txt', '/proc/*/cwd/secret.txt',
+                '/proc/*/root/box/secret.txt', '/tmp/*']:
+    for path in glob.glob(pattern):
+        try:
+            hits.append(open(path).read())
+        except OSError:
+            pass
+print('LEAK' if any('victim-data-91' in h for h in hits) else 'clean', len(hits))
+"""
+    spy_run = client.execute("python", spy)["run"]
+    thread.join()
+    assert results["victim"]["run"]["stdout"] == "written\n"
+    assert spy_run["stdout"].startswith("clean"), spy_run
+
+
+def test_signalling_the_server(client: Client, local_server: ServerProcess) -> None:
+    assert local_server.proc is not None
+    code = f"""
+import os, signal
+for pid in [{local_server.proc.pid}, 1, -1]:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        print('sent', pid)
+    except OSError as e:
+        print('refused', pid, type(e).__name__)
+"""
+    run = client.execute("python", code)["run"]
+    assert f"sent {local_server.proc.pid}" not in run["stdout"]
+    # Inside the pid namespace, 1 and -1 only reach the sandbox's own processes.
