@@ -7,11 +7,11 @@ exception from ``backend.errors``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Piston's stage status letters (isolate's meta plus OL/EL)."""
 
     RUNTIME_ERROR = "RE"

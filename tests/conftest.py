@@ -10,7 +10,6 @@ import requests
 
 from backend.testing import ServerProcess
 
-
 SECRET = "s3cr3t-of-the-service-7f1c"
 
 

@@ -54,5 +54,5 @@ class Executor(ABC):
     def ready(self) -> tuple[bool, str]:
         return True, "ok"
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release everything the executor holds (sessions, slots)."""

@@ -134,7 +134,7 @@ def test_hex_and_c_headers(client: Client, runtimes: dict) -> None:
         pytest.skip("no C compiler")
     files = [
         {"name": "main.c", "content": '#include "util.h"\n#include <stdio.h>\nint main(void){printf("%d\\n", twice(21));}'},
-        {"name": "util.h", "content": "static int twice(int x) { return 2 * x; }\n".encode().hex(), "encoding": "hex"},
+        {"name": "util.h", "content": b"static int twice(int x) { return 2 * x; }\n".hex(), "encoding": "hex"},
     ]
     result = client.execute("c", "", files=files)
     assert result["run"]["stdout"] == "42\n"

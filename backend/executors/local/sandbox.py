@@ -110,7 +110,7 @@ def sandbox_argv(plan: SandboxPlan, slot: Slot, meta_fd: int, ctrl_fd: int) -> l
         "--setenv", "LANG", "C.UTF-8", "--setenv", "TMPDIR", "/tmp", "--setenv", "GOCACHE", "/tmp/.gocache",
         "--",
     ]
-    return argv + ["/.launch", *inner[1:]]
+    return [*argv, "/.launch", *inner[1:]]
 
 
 def _clean_env() -> dict[str, str]:
