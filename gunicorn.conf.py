@@ -2,6 +2,17 @@
 threads is the default; each extra worker claims its own slots (and uids)."""
 
 import os
+import sys
+
+from backend.config import SettingsError, load_settings
+
+# Check every setting in the master, before any worker forks: a bad value stops the
+# start with one line naming the variable.
+try:
+    load_settings()
+except SettingsError as exc:
+    print(f"invalid setting: {exc}", file=sys.stderr, flush=True)
+    sys.exit(1)
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 worker_class = "gthread"
@@ -15,3 +26,10 @@ keepalive = 5
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+
+def worker_exit(server, worker):
+    """After in-flight requests finished (graceful_timeout): kill sandboxes, release sessions."""
+    state = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("piston")
+    if state is not None:
+        state.close()

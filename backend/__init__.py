@@ -10,6 +10,8 @@ from flask import Flask
 
 from backend.config import Settings, load_settings
 from backend.executors.base import Executor
+from backend.observability import Metrics, configure_logging, install_request_hooks
+from backend.security import install_api_keys, install_cors
 from backend.service import Admission, ExecutionService
 
 
@@ -18,6 +20,14 @@ class AppState:
     settings: Settings
     executor: Executor
     service: ExecutionService
+    metrics: Metrics
+    fallback: Executor | None = None
+
+    def close(self) -> None:
+        """Release sandboxes and sessions (gunicorn's worker_exit, atexit); idempotent."""
+        for executor in (self.executor, self.fallback):
+            if executor is not None:
+                executor.close()
 
 
 def build_executor(settings: Settings) -> tuple[Executor, Executor | None]:
@@ -35,7 +45,7 @@ def build_executor(settings: Settings) -> tuple[Executor, Executor | None]:
 def create_app(settings: Settings | None = None, executor: Executor | None = None) -> Flask:
     """Build the app. Settings come from the environment and `.env` unless given."""
     settings = settings or load_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     fallback = None
     if executor is None:
         executor, fallback = build_executor(settings)
@@ -46,13 +56,20 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
     service = ExecutionService(
         executor, Admission(settings.max_concurrent_jobs, settings.max_queued_jobs), fallback=fallback,
     )
-    app.extensions["piston"] = AppState(settings, executor, service)
+    metrics = Metrics()
+    metrics.watch_executor(executor)
+    state = AppState(settings, executor, service, metrics, fallback)
+    app.extensions["piston"] = state
 
     from backend.api import bp, register_errors
 
+    install_request_hooks(app, metrics)
+    install_api_keys(app, settings.api_keys)
+    install_cors(app, settings.cors_origins)
     app.register_blueprint(bp)
     register_errors(app)
-    for ex in (executor, fallback):
-        if ex is not None:
-            atexit.register(ex.close)
+    atexit.register(state.close)
+    logging.getLogger(__name__).info(
+        "started", extra={"fields": {"executor": executor.name, **executor.health()}},
+    )
     return app

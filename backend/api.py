@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from backend.errors import ApiError, PayloadTooLarge, UnsupportedMediaType, ValidationError
@@ -28,8 +30,6 @@ def _json_body() -> Any:
         raise PayloadTooLarge(
             f"request body exceeds the limit of {current_app.config['MAX_CONTENT_LENGTH']} bytes"
         ) from None
-    import json
-
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -50,7 +50,19 @@ def runtimes() -> Any:
 def execute() -> Any:
     state = _state()
     req = parse_execute(_json_body(), state.service.registry, state.settings)
-    result = state.service.execute(req)
+    started = time.perf_counter()
+    state.metrics.inflight.inc()
+    try:
+        result = state.service.execute(req)
+    finally:
+        state.metrics.inflight.dec()
+    status = result.run.status.value if result.run.status else "OK"
+    executor = "local-fallback" if result.notes else state.executor.name
+    state.metrics.executions.labels(result.language, status, executor).inc()
+    state.metrics.execution_seconds.labels(result.language).observe(time.perf_counter() - started)
+    if result.notes:
+        state.metrics.fallbacks.inc()
+    g.log_fields = {"language": result.language, "run_status": status, "executor": executor}
     response = jsonify(result.to_json())
     if result.notes:
         response.headers["X-Piston-Notes"] = "; ".join(result.notes)
@@ -64,6 +76,11 @@ def health() -> Any:
     return jsonify(body)
 
 
+@bp.get("/metrics")
+def metrics() -> Any:
+    return _state().metrics.render()
+
+
 @bp.get("/ready")
 def ready() -> Any:
     ok, detail = _state().executor.ready()
@@ -73,6 +90,8 @@ def ready() -> Any:
 def register_errors(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> Any:
+        if exc.status_code == 503:
+            app.extensions["piston"].metrics.rejected.labels(type(exc).__name__).inc()
         return jsonify(message=exc.message), exc.status_code
 
     @app.errorhandler(HTTPException)

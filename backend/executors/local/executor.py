@@ -42,7 +42,8 @@ class LocalExecutor(Executor):
         return list(self._runtimes)
 
     def health(self) -> dict[str, Any]:
-        return {"executor": self.name, "sandbox": self.probe.to_json()}
+        slots = [slot.index for slot in self.slots.slots] if self.slots else []
+        return {"executor": self.name, "sandbox": {**self.probe.to_json(), "slots": slots}}
 
     def ready(self) -> tuple[bool, str]:
         if self.slots is None:

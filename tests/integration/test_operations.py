@@ -1,0 +1,94 @@
+"""Operations: request ids, JSON logs without code, metrics, API keys, CORS, bad settings, graceful shutdown."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import requests
+
+from backend.testing import REPO, ServerProcess, free_port
+from tests.conftest import Client
+
+CODE_MARK = "code-marker-5e1d"
+STDIN_MARK = "stdin-marker-a9c0"
+
+
+def test_request_id_logs_and_metrics(client: Client, local_server: ServerProcess) -> None:
+    r = client.post("/api/v2/execute", {"language": "python", "version": "*", "stdin": STDIN_MARK,
+                                        "files": [{"content": f"# {CODE_MARK}\nprint(input())"}]},
+                    headers={"X-Request-ID": "req-42"})
+    assert r.status_code == 200 and r.headers["X-Request-ID"] == "req-42"
+    generated = client.get("/health").headers["X-Request-ID"]
+    assert len(generated) == 32
+    time.sleep(0.2)
+    lines = [json.loads(line) for line in local_server.log_path.read_text().splitlines() if line.startswith("{")]
+    mine = [entry for entry in lines if entry.get("request_id") == "req-42"]
+    assert mine and mine[-1]["path"] == "/api/v2/execute" and mine[-1]["language"] == "python"
+    log_text = local_server.log_path.read_text()
+    assert CODE_MARK not in log_text and STDIN_MARK not in log_text
+
+    text = client.get("/metrics").text
+    assert 'piston_executions_total{executor="local",language="python",status="OK"}' in text
+    assert "piston_execution_seconds_bucket" in text and "piston_jobs_inflight" in text
+    assert 'piston_http_requests_total{method="POST",route="/api/v2/execute",status="200"}' in text
+
+
+def test_api_keys_and_cors() -> None:
+    env = {"API_KEYS": "key-one,key-two", "CORS_ORIGINS": "https://judge.example", "MAX_CONCURRENT_JOBS": "1"}
+    with ServerProcess(env) as server:
+        body = {"language": "python", "version": "*", "files": [{"content": "print(1)"}]}
+
+        def post(headers: dict[str, str]) -> requests.Response:
+            return requests.post(server.url + "/api/v2/execute", json=body, headers=headers, timeout=30)
+
+        denied = post({})
+        assert denied.status_code == 401 and "API key" in denied.json()["message"]
+        assert post({"Authorization": "wrong"}).status_code == 401
+        assert post({"X-API-Key": "key-one-and-more"}).status_code == 401
+        for headers in ({"Authorization": "key-one"}, {"Authorization": "Bearer key-two"}, {"X-API-Key": "key-two"}):
+            assert post(headers).status_code == 200, headers
+        assert requests.get(server.url + "/api/v2/runtimes", timeout=10).status_code == 401
+        assert requests.get(server.url + "/health", timeout=10).status_code == 200  # probes need no key
+
+        preflight = requests.options(server.url + "/api/v2/execute", timeout=10, headers={
+            "Origin": "https://judge.example", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,authorization"})
+        assert preflight.headers.get("Access-Control-Allow-Origin") == "https://judge.example"
+        other = requests.get(server.url + "/health", headers={"Origin": "https://evil.example"}, timeout=10)
+        assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_invalid_setting_stops_the_start_naming_it() -> None:
+    port = free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"], cwd=REPO, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PORT": str(port), "RUN_TIMEOUT": "soon"}, capture_output=True, text=True,
+    )
+    assert result.returncode != 0
+    assert "invalid setting: RUN_TIMEOUT='soon' is invalid" in result.stderr
+
+
+def test_graceful_shutdown_finishes_inflight_runs_and_kills_sandboxes() -> None:
+    server = ServerProcess({"MAX_CONCURRENT_JOBS": "2"})
+    with server:
+        slots = requests.get(server.url + "/health", timeout=10).json()["sandbox"]["slots"]
+        outcome: dict[str, requests.Response] = {}
+        body = {"language": "python", "version": "*",
+                "files": [{"content": "import time\ntime.sleep(1.5)\nprint('finished')"}]}
+        thread = threading.Thread(target=lambda: outcome.update(
+            r=requests.post(server.url + "/api/v2/execute", json=body, timeout=30)))
+        thread.start()
+        time.sleep(0.7)
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        thread.join()
+        assert outcome["r"].status_code == 200 and outcome["r"].json()["run"]["stdout"] == "finished\n"
+        server.proc.wait(timeout=30)
+    ps = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True, check=True).stdout
+    for index in slots:
+        assert f"/slot-{index}/box " not in ps, f"a sandbox of slot {index} survived the shutdown"
