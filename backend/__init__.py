@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
     app.url_map.strict_slashes = False  # Piston (Express) matches "/api/v2/runtimes/" too
     service = ExecutionService(
         executor, Admission(settings.max_concurrent_jobs, settings.max_queued_jobs), fallback=fallback,
+        display_bytes=settings.judge_display_bytes,
     )
     metrics = Metrics()
     metrics.watch_executor(executor)

@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from backend.errors import ApiError, PayloadTooLarge, UnsupportedMediaType, ValidationError
+from backend.judge import parse_judge
 from backend.schema import parse_execute
 
 bp = Blueprint("piston", __name__)
@@ -66,6 +67,29 @@ def execute() -> Any:
     response = jsonify(result.to_json())
     if result.notes:
         response.headers["X-Piston-Notes"] = "; ".join(result.notes)
+    return response
+
+
+@bp.post("/api/v2/judge")
+def judge() -> Any:
+    """Extension: compile once, run many test cases, a verdict per case (backend/judge.py)."""
+    state = _state()
+    req = parse_judge(_json_body(), state.service.registry, state.settings)
+    started = time.perf_counter()
+    state.metrics.inflight.inc()
+    try:
+        body, note = state.service.judge(req)
+    finally:
+        state.metrics.inflight.dec()
+    executor = "local-fallback" if note else state.executor.name
+    state.metrics.executions.labels(body["language"], f"judge-{body['verdict']}", executor).inc()
+    state.metrics.execution_seconds.labels(body["language"]).observe(time.perf_counter() - started)
+    g.log_fields = {"language": body["language"], "verdict": body["verdict"], "cases": body["total"],
+                    "executor": executor}
+    response = jsonify(body)
+    if note:
+        state.metrics.fallbacks.inc()
+        response.headers["X-Piston-Notes"] = note
     return response
 
 

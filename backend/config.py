@@ -80,6 +80,10 @@ _TABLE: dict[str, _Option] = {
     "max_concurrent_jobs": _Option("MAX_CONCURRENT_JOBS", "0", _int, 0),
     "max_queued_jobs": _Option("MAX_QUEUED_JOBS", "64", _int, 0),
     "queue_timeout": _Option("QUEUE_TIMEOUT", "30000", _int, 0),
+    # -- judge endpoint
+    "judge_max_cases": _Option("JUDGE_MAX_CASES", "200", _int, 1),
+    "judge_max_input_bytes": _Option("JUDGE_MAX_INPUT_BYTES", "16777216", _int, 1),
+    "judge_display_bytes": _Option("JUDGE_DISPLAY_BYTES", "1024", _int, 0),
     # -- local sandbox
     "sandbox_mode": _Option("SANDBOX_MODE", "auto", _choice("auto", "bwrap", "uid", "none")),
     "allow_unsafe_sandbox": _Option("ALLOW_UNSAFE_SANDBOX", "false", _bool),
@@ -101,6 +105,8 @@ _TABLE: dict[str, _Option] = {
     "session_cooldown_seconds": _Option("SESSION_COOLDOWN_SECONDS", "300", _int, 1),
     "session_request_timeout": _Option("SESSION_REQUEST_TIMEOUT", "240", _int, 1),
     "session_max_retries": _Option("SESSION_MAX_RETRIES", "4", _int, 0),
+    # azure-identity reads it too; the session pool executor passes it explicitly.
+    "azure_client_id": _Option("AZURE_CLIENT_ID", "", _str),
 }
 
 
@@ -125,6 +131,9 @@ class Settings:
     max_concurrent_jobs: int
     max_queued_jobs: int
     queue_timeout: int
+    judge_max_cases: int
+    judge_max_input_bytes: int
+    judge_display_bytes: int
     sandbox_mode: str
     allow_unsafe_sandbox: bool
     sandbox_network: bool
@@ -144,6 +153,7 @@ class Settings:
     session_cooldown_seconds: int
     session_request_timeout: int
     session_max_retries: int
+    azure_client_id: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

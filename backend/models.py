@@ -63,6 +63,20 @@ class RunSpec:
     limits: Limits
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """How the judge compares output (see backend/compare.py)."""
+
+    mode: str = "lines"
+    abs_tol: float = 1e-6
+    rel_tol: float = 1e-6
+
+    def matches(self, got: str, want: str) -> bool:
+        from backend.compare import outputs_match
+
+        return outputs_match(got, want, self.mode, abs_tol=self.abs_tol, rel_tol=self.rel_tol)
+
+
 @dataclass
 class StageResult:
     """One stage's outcome, in Piston's field names.

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from backend.errors import ExecutorUnavailable, Overloaded, UpstreamError
 from backend.executors.base import Executor
-from backend.models import ExecutionResult
+from backend.judge import JudgeRequest, judge_response
+from backend.models import ExecutionResult, RunSpec
 from backend.runtimes import RuntimeRegistry
 from backend.schema import ExecuteRequest
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Admission:
@@ -42,23 +45,41 @@ class Admission:
 
 
 class ExecutionService:
-    def __init__(self, executor: Executor, admission: Admission, fallback: Executor | None = None) -> None:
+    def __init__(self, executor: Executor, admission: Admission, fallback: Executor | None = None,
+                 *, display_bytes: int = 1024) -> None:
         self.executor = executor
+        self.display_bytes = display_bytes
         self.fallback = fallback
         self.admission = admission
         self.registry = RuntimeRegistry(executor.runtimes())
 
     def execute(self, request: ExecuteRequest) -> ExecutionResult:
+        result, note = self._with_fallback(self._execute_on, request)
+        if note:
+            result.notes.append(note)
+        return result
+
+    def judge(self, request: JudgeRequest) -> tuple[dict[str, Any], str | None]:
+        """The judge answer (see backend/judge.py) and a fallback note, if any."""
+        return self._with_fallback(self._judge_on, request)
+
+    def _with_fallback(self, work: Callable[[Executor, Any], T], request: Any) -> tuple[T, str | None]:
         with self.admission.admit():
             try:
-                return self._execute_on(self.executor, request)
+                return work(self.executor, request), None
             except (ExecutorUnavailable, UpstreamError) as exc:
                 if self.fallback is None:
                     raise
                 log.warning("executor %s failed (%s); running on the local fallback", self.executor.name, exc.message)
-                result = self._execute_on(self.fallback, request)
-                result.notes.append(f"ran on the local executor: {self.executor.name} failed: {exc.message}")
-                return result
+                note = f"ran on the local executor: {self.executor.name} failed: {exc.message}"
+                return work(self.fallback, request), note
+
+    def _judge_on(self, executor: Executor, request: JudgeRequest) -> dict[str, Any]:
+        specs = [RunSpec(case.stdin, request.args, request.run_limits) for case in request.cases]
+        with executor.open(request.program, request.runtime) as box:
+            judged = box.judge_many(specs, [case.expected for case in request.cases], request.comparison,
+                                    stop_on_first_failure=request.stop_on_first_failure)
+        return judge_response(request, box.compile, judged, self.display_bytes)
 
     @staticmethod
     def _execute_on(executor: Executor, request: ExecuteRequest) -> ExecutionResult:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from backend.models import Program, RunSpec, StageResult
+from backend.models import Comparison, Program, RunSpec, StageResult
 from backend.runtimes import Runtime
 
 
@@ -33,6 +33,25 @@ class Box(ABC):
 
     def run(self, spec: RunSpec) -> StageResult:
         return self.run_many([spec])[0]
+
+    def judge_many(self, specs: Sequence[RunSpec], expected: Sequence[str], comparison: Comparison,
+                   *, stop_on_first_failure: bool) -> list[tuple[StageResult, bool]]:
+        """Run and compare each case: (result, output matched). Stops early on request.
+
+        Executors that can compare where the program ran (the session pool) override this
+        so that only compact results travel back.
+        """
+        if not stop_on_first_failure:
+            results = self.run_many(specs)
+            return [(r, r.ok and comparison.matches(r.stdout, e)) for r, e in zip(results, expected, strict=True)]
+        judged: list[tuple[StageResult, bool]] = []
+        for spec, want in zip(specs, expected, strict=True):
+            result = self.run(spec)
+            matched = result.ok and comparison.matches(result.stdout, want)
+            judged.append((result, matched))
+            if not matched:
+                break
+        return judged
 
 
 class Executor(ABC):

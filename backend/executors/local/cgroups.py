@@ -84,11 +84,18 @@ class SlotCgroup:
             _write(self._mem("memory.max_usage_in_bytes"), "0")
         _write(self._pids("pids.max"), str(max_processes))
         self._oom_baseline = self.oom_kills()
+        # Page cache charged by earlier stages (libraries read, files written) stays charged to
+        # the slot; the peak is reported above what was already there when this stage began.
+        self._usage_baseline = self._usage() or 0
+
+    def _usage(self) -> int | None:
+        return _read_int(self._mem("memory.current" if self.version == 2 else "memory.usage_in_bytes"))
 
     def peak_memory(self) -> int | None:
-        if self.version == 2:
-            return _read_int(self._mem("memory.peak"))
-        return _read_int(self._mem("memory.max_usage_in_bytes"))
+        peak = _read_int(self._mem("memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"))
+        if peak is None:
+            return None
+        return max(peak - getattr(self, "_usage_baseline", 0), 0)
 
     def oom_kills(self) -> int:
         name = "memory.events" if self.version == 2 else "memory.oom_control"

@@ -5,7 +5,11 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import queue
+import shutil
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +79,7 @@ class LocalBox(Box):
         self.runtime = runtime
         self.commands: Commands | None = None
         self._stdin_seq = 0
+        self._lock = threading.Lock()
 
     def prepare(self) -> None:
         for f in self.program.files:
@@ -89,11 +94,38 @@ class LocalBox(Box):
     def run_many(self, specs: Sequence[RunSpec]) -> list[StageResult]:
         if not self.compiled_ok:
             return [self.compile for _ in specs]  # type: ignore[misc]
-        results = []
-        for spec in specs:
-            commands = build_commands(self.runtime, self.program.files, spec.limits)
-            results.append(self._stage([*commands.run, *spec.args], spec.stdin, spec.limits))
-        return results
+        if len(specs) == 1:
+            return [self._run(self.slot, specs[0])]
+        # Many cases: borrow slots that are free right now and run in parallel, each
+        # on its own copy of the compiled box; never wait for more.
+        extra = self.slots.try_acquire(len(specs) - 1)
+        try:
+            for helper in extra:
+                _clone_box(self.slot, helper)
+            pending: queue.SimpleQueue[int] = queue.SimpleQueue()
+            for index in range(len(specs)):
+                pending.put(index)
+            results: list[StageResult | None] = [None] * len(specs)
+
+            def drain(slot: Slot) -> None:
+                while True:
+                    try:
+                        index = pending.get_nowait()
+                    except queue.Empty:
+                        return
+                    results[index] = self._run(slot, specs[index])
+
+            with ThreadPoolExecutor(max_workers=1 + len(extra)) as pool:
+                for future in [pool.submit(drain, slot) for slot in (self.slot, *extra)]:
+                    future.result()
+        finally:
+            for helper in extra:
+                self.slots.release(helper)
+        return [r for r in results if r is not None]
+
+    def _run(self, slot: Slot, spec: RunSpec) -> StageResult:
+        commands = build_commands(self.runtime, self.program.files, spec.limits)
+        return self._stage([*commands.run, *spec.args], spec.stdin, spec.limits, slot)
 
     def _write(self, name: str, content: bytes) -> None:
         path = self.slot.box / name
@@ -105,35 +137,37 @@ class LocalBox(Box):
                 if target != self.slot.box:
                     os.chown(target, self.slot.uid, self.slot.uid)
 
-    def _stdin_file(self, stdin: str) -> str:
-        self._stdin_seq += 1
-        name = f"stdin-{self._stdin_seq}"
-        path: Path = self.slot.io / name
+    def _stdin_file(self, stdin: str, slot: Slot) -> str:
+        with self._lock:
+            self._stdin_seq += 1
+            name = f"stdin-{self._stdin_seq}"
+        path: Path = slot.io / name
         path.write_bytes(stdin.encode())
-        if self.slot.uid is not None:
-            os.chown(path, self.slot.uid, self.slot.uid)
+        if slot.uid is not None:
+            os.chown(path, slot.uid, slot.uid)
         os.chmod(path, 0o400)
         return f"{IO_INSIDE}/{name}" if self.slots.plan.bwrap else str(path)
 
-    def _stage(self, argv: list[str], stdin: str, limits: Limits) -> StageResult:
-        sandbox = self.slots.take_sandbox(self.slot)
+    def _stage(self, argv: list[str], stdin: str, limits: Limits, slot: Slot | None = None) -> StageResult:
+        slot = slot or self.slot
+        sandbox = self.slots.take_sandbox(slot)
         try:
-            if self.slot.cgroup is not None:
-                self.slot.cgroup.configure(limits.memory_bytes, limits.max_processes)
-            sandbox.start(argv, stdin_path=self._stdin_file(stdin), rlimits=self._rlimits(limits))
+            if slot.cgroup is not None:
+                slot.cgroup.configure(limits.memory_bytes, limits.max_processes)
+            sandbox.start(argv, stdin_path=self._stdin_file(stdin, slot), rlimits=self._rlimits(limits, slot))
             outcome = sandbox.collect(timeout_ms=limits.timeout_ms, output_max_size=limits.output_max_size)
         finally:
             sandbox.destroy()
             # The next stage (run after compile, or the next test case) finds its sandbox ready.
-            self.slots.prewarm(self.slot)
-        cgroup = self.slot.cgroup
+            self.slots.prewarm(slot)
+        cgroup = slot.cgroup
         return to_stage(
             outcome, limits,
             peak_memory=cgroup.peak_memory() if cgroup else None,
             oom_killed=cgroup.oom_killed_since_configure() if cgroup else False,
         )
 
-    def _rlimits(self, limits: Limits) -> dict[str, tuple[int | str, int | str]]:
+    def _rlimits(self, limits: Limits, slot: Slot) -> dict[str, tuple[int | str, int | str]]:
         cpu = max(1, math.ceil(limits.cpu_time_ms / 1000))
         rl: dict[str, tuple[int | str, int | str]] = {
             "CPU": (cpu, cpu + 1),
@@ -142,11 +176,20 @@ class LocalBox(Box):
             "CORE": (0, 0),
             "STACK": ("inf", "inf"),
         }
-        if self.slot.cgroup is None:
+        if slot.cgroup is None:
             if limits.memory_bytes > 0:
                 # DATA, not AS: address-space limits break the JVM and V8, which reserve far more than they use.
                 rl["DATA"] = (limits.memory_bytes, limits.memory_bytes)
-            if self.slot.uid is not None:
+            if slot.uid is not None:
                 # Per-uid count; headroom for bwrap's own processes and their delayed teardown.
                 rl["NPROC"] = (limits.max_processes + 16, limits.max_processes + 16)
         return rl
+
+
+def _clone_box(source: Slot, target: Slot) -> None:
+    """Copy the compiled box into another slot's box, owned by that slot's uid."""
+    shutil.copytree(source.box, target.box, symlinks=True, dirs_exist_ok=True)
+    if target.uid is not None:
+        for root, dirs, files in os.walk(target.box):
+            for name in dirs + files:
+                os.lchown(os.path.join(root, name), target.uid, target.uid)
