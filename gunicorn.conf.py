@@ -23,7 +23,10 @@ threads = int(os.environ.get("WEB_THREADS", "64"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "120"))
 graceful_timeout = 30
 keepalive = 5
-accesslog = None
+accesslog = None  # the app writes its own JSON access lines
+# gunicorn 27's control socket has one default path per user; several services (or test
+# servers) on one machine would clash on it. Nothing here uses it.
+control_socket_disable = True
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 

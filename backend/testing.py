@@ -38,6 +38,13 @@ class ServerProcess:
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"backend-{self.port}.log"
 
     def __enter__(self) -> ServerProcess:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # never leave a half-started server behind
+            raise
+
+    def _start(self) -> ServerProcess:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
@@ -53,7 +60,6 @@ class ServerProcess:
             except requests.RequestException:
                 pass
             time.sleep(0.1)
-        self.stop()
         raise RuntimeError(f"backend did not answer /health in {self._timeout}s:\n{self.log()}")
 
     def log(self) -> str:
@@ -67,7 +73,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        self._log.close()
+        if hasattr(self, "_log"):
+            self._log.close()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()

@@ -60,7 +60,7 @@ def test_compile_error_reports_run_as_compile(client: Client, runtimes: dict, la
         pytest.skip(f"{language} is not installed here")
     name, code = COMPILE_ERROR[language]
     result = client.execute(language, code, name=name)
-    assert result["compile"]["code"] not in (0, None) and result["compile"]["status"] == "RE"
+    assert result["compile"]["code"] not in (0, None) and result["compile"]["status"] == "RE", result["compile"]
     assert result["compile"]["stderr"] or result["compile"]["stdout"]
     assert result["run"] == result["compile"]
 
@@ -84,9 +84,10 @@ def test_wall_timeout(client: Client) -> None:
 
 
 def test_cpu_timeout(client: Client) -> None:
-    run = client.execute("python", "while True: pass", run_cpu_time=1000, run_timeout=3000)["run"]
+    # Wall limit 10x the CPU limit: on a loaded machine the loop gets less than a core.
+    run = client.execute("python", "while True: pass", run_cpu_time=300, run_timeout=3000)["run"]
     assert (run["status"], run["signal"], run["message"]) == ("TO", "SIGKILL", "Time limit exceeded")
-    assert run["cpu_time"] >= 900  # rusage is tick-granular: SIGXCPU at 1 s may read 995 ms
+    assert 250 <= run["cpu_time"] < 1000  # killed at the limit (rusage is tick-sampled)
 
 
 @pytest.mark.parametrize(("stream", "status", "message"), [

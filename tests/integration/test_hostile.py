@@ -16,21 +16,27 @@ from tests.integration.programs import MEMORY_HOG
 UID_BASE = 60000
 
 
-def sandbox_processes() -> list[str]:
-    """Processes of the sandbox uids still alive (the per-slot uids start at 60000)."""
+def sandbox_processes(uids: set[int]) -> list[str]:
+    """Processes of the given sandbox uids still alive."""
     out = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True, check=True).stdout
-    return [line for line in out.splitlines() if UID_BASE <= int(line.split()[0]) < UID_BASE + 4096]
+    return [line for line in out.splitlines() if int(line.split()[0]) in uids]
+
+
+@pytest.fixture(scope="module")
+def slot_uids(client: Client) -> set[int]:
+    """The uids of this server's slots (other services on the machine have their own)."""
+    return {UID_BASE + index for index in client.get("/health").json()["sandbox"]["slots"]}
 
 
 @pytest.fixture(autouse=True)
-def service_stays_healthy(client: Client, local_server: ServerProcess) -> Iterator[None]:
+def service_stays_healthy(client: Client, local_server: ServerProcess, slot_uids: set[int]) -> Iterator[None]:
     yield
     assert local_server.proc is not None and local_server.proc.poll() is None, "the service died"
     assert client.get("/health").status_code == 200
     assert client.execute("python", "print(6*7)")["run"]["stdout"] == "42\n"
     # Slots are recycled in the background; give the kill a moment, then nothing may remain.
     deadline = time.monotonic() + 5
-    while (left := [p for p in sandbox_processes() if not any(k in p for k in ("piston-launch", "bwrap", ".launch inner"))]) \
+    while (left := [p for p in sandbox_processes(slot_uids) if not any(k in p for k in ("piston-launch", "bwrap", ".launch inner"))]) \
             and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left, f"submission processes survived: {left}"

@@ -93,25 +93,24 @@ def test_default_run_passes(env: list[str], tmp_path: Path) -> None:
 def test_interrupt_stops_the_backend(tmp_path: Path) -> None:
     """Ctrl-C in the middle of a run: exit 130, a partial report, and nothing left running."""
     report_path = tmp_path / "report.json"
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--phase", "testcases", "--json", str(report_path), "--no-progress"],
+    with subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--phase", "testcases", "--json", str(report_path)],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        lines = []
-        for line in proc.stderr:  # the script reports progress line by line on stderr
-            lines.append(line)
-            if line.startswith("[3/"):
-                break
-        else:
-            pytest.fail("the run ended before it could be interrupted:\n" + "".join(lines))
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    ) as proc:
+        try:
+            assert proc.stderr is not None
+            lines = []
+            for line in proc.stderr:  # not a terminal: one progress line per finished check
+                lines.append(line)
+                if line.startswith("[3/"):
+                    break
+            else:
+                pytest.fail("the run ended before it could be interrupted:\n" + "".join(lines))
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
     assert proc.returncode == 130, stderr
     report = json.loads(report_path.read_text())
     assert report["interrupted"] is True and report["ok"] is False

@@ -112,11 +112,12 @@ class SlotCgroup:
         return self.oom_kills() > getattr(self, "_oom_baseline", 0)
 
     def pids(self) -> list[int]:
+        """Live processes of the slot; zombies are dead already and only wait for a reaper."""
         found: set[int] = set()
         for path in self.dirs.values():
             with contextlib.suppress(OSError):
                 found.update(int(p) for p in (path / "cgroup.procs").read_text().split())
-        return sorted(found)
+        return sorted(pid for pid in found if not _is_zombie(pid))
 
     def kill_all(self, timeout: float = 2.0) -> bool:
         """SIGKILL everything in the slot; True once it is empty."""
@@ -134,6 +135,14 @@ class SlotCgroup:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.002)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # already gone
+    return stat[stat.rindex(")") + 2] == "Z"
 
 
 def detect_version() -> int:

@@ -154,10 +154,11 @@ class LocalBox(Box):
         try:
             if slot.cgroup is not None:
                 slot.cgroup.configure(limits.memory_bytes, limits.max_processes)
-            sandbox.start(argv, stdin_path=self._stdin_file(stdin, slot), rlimits=self._rlimits(limits, slot))
+            sandbox.start(argv, stdin_path=self._stdin_file(stdin, slot), rlimits=self._rlimits(limits, slot),
+                          cpu_ms=limits.cpu_time_ms, wall_ms=limits.timeout_ms)
             outcome = sandbox.collect(timeout_ms=limits.timeout_ms, output_max_size=limits.output_max_size)
         finally:
-            sandbox.destroy()
+            sandbox.destroy(finished=sandbox.finished)
             # The next stage (run after compile, or the next test case) finds its sandbox ready.
             self.slots.prewarm(slot)
         cgroup = slot.cgroup
@@ -168,7 +169,8 @@ class LocalBox(Box):
         )
 
     def _rlimits(self, limits: Limits, slot: Slot) -> dict[str, tuple[int | str, int | str]]:
-        cpu = max(1, math.ceil(limits.cpu_time_ms / 1000))
+        # A backstop: the reaper kills at the exact CPU limit; RLIMIT_CPU counts whole seconds.
+        cpu = math.ceil(limits.cpu_time_ms / 1000) + 1
         rl: dict[str, tuple[int | str, int | str]] = {
             "CPU": (cpu, cpu + 1),
             "FSIZE": (limits.max_file_size, limits.max_file_size),

@@ -11,9 +11,11 @@
  *   piston-launch inner -m META_FD -w CTRL_FD
  *       Runs inside the sandbox, started ahead of time so that sandbox set-up
  *       is off the request's path. Reads the job from CTRL_FD until EOF:
- *       NUL-separated "[-i STDIN_PATH] [-r NAME=SOFT:HARD]... -- ARGV...".
- *       Forks ARGV with the rlimits applied, waits for it and writes
- *       "status utime_us stime_us maxrss_kb wall_us" to META_FD.
+ *       NUL-separated "[-i STDIN_PATH] [-c CPU_MS] [-t WALL_MS] [-r NAME=SOFT:HARD]... -- ARGV...".
+ *       Forks ARGV with the rlimits applied and waits for it, killing it at the
+ *       CPU or wall-clock limit (checked every 10 ms; its exit is seen at once),
+ *       then writes "status utime_us stime_us maxrss_kb wall_us killed" to
+ *       META_FD, killed being 0, 1 (CPU limit) or 2 (wall clock).
  *       rusage is taken here because it does not cross bubblewrap's pid
  *       namespace and, read by the server, it would carry the server's own RSS.
  *
@@ -107,6 +109,27 @@ static int outer(int argc, char **argv) {
     return 127;
 }
 
+/* CPU time of the process and of the children it has reaped, from /proc (clock ticks). */
+static long long cpu_used_ms(pid_t pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (!p) return 0;
+    unsigned long long utime = 0, stime = 0;
+    long long cutime = 0, cstime = 0;
+    /* after ") ": state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld",
+               &utime, &stime, &cutime, &cstime) != 4) return 0;
+    long hz = sysconf(_SC_CLK_TCK);
+    return (long long)(utime + stime + (unsigned long long)cutime + (unsigned long long)cstime) * 1000 / hz;
+}
+
 static long long usec(struct timeval tv) { return (long long)tv.tv_sec * 1000000 + tv.tv_usec; }
 
 #define MAX_JOB (1 << 20)
@@ -140,6 +163,7 @@ static int inner(int argc, char **argv) {
     struct limit limits[MAX_ITEMS];
     int nlim = 0, meta = -1, ctrl = -1, opt;
     const char *stdin_path = NULL;
+    long cpu_ms = 0, wall_ms = 0;
     while ((opt = getopt(argc, argv, "+m:w:")) != -1) {
         if (opt == 'm') meta = atoi(optarg);
         else if (opt == 'w') ctrl = atoi(optarg);
@@ -149,8 +173,10 @@ static int inner(int argc, char **argv) {
     fcntl(meta, F_SETFD, FD_CLOEXEC);
     argv = read_job(ctrl, &argc);
     optind = 1;
-    while ((opt = getopt(argc, argv, "+i:r:")) != -1) {
+    while ((opt = getopt(argc, argv, "+i:c:t:r:")) != -1) {
         if (opt == 'i') stdin_path = optarg;
+        else if (opt == 'c') cpu_ms = atol(optarg);
+        else if (opt == 't') wall_ms = atol(optarg);
         else if (opt == 'r' && nlim < MAX_ITEMS) limits[nlim++] = parse_limit(optarg);
         else usage();
     }
@@ -158,11 +184,16 @@ static int inner(int argc, char **argv) {
     /* The program runs as our uid: keep it from ptracing us or reading our fds. */
     prctl(PR_SET_DUMPABLE, 0);
     struct timespec start, end;
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
     clock_gettime(CLOCK_MONOTONIC, &start);
     pid_t child = fork();
     if (child < 0) die("fork");
     if (child == 0) {
         signal(SIGPIPE, SIG_DFL);
+        sigprocmask(SIG_UNBLOCK, &chld, NULL);
         if (stdin_path) {
             int in = open(stdin_path, O_RDONLY);
             if (in < 0 || dup2(in, 0) < 0) die(stdin_path);
@@ -175,14 +206,27 @@ static int inner(int argc, char **argv) {
         execv(argv[optind], argv + optind);
         die(argv[optind]);
     }
-    int status = 0;
+    int status = 0, killed = 0;
     struct rusage ru;
     memset(&ru, 0, sizeof ru);
-    while (wait4(child, &status, 0, &ru) < 0)
-        if (errno != EINTR) die("wait4");
+    const struct timespec tick = {0, 10 * 1000 * 1000};
+    for (;;) {
+        pid_t done = wait4(child, &status, WNOHANG, &ru);
+        if (done == child) break;
+        if (done < 0 && errno != EINTR) die("wait4");
+        if (!killed) {
+            clock_gettime(CLOCK_MONOTONIC, &end);
+            long long elapsed_ms = (end.tv_sec - start.tv_sec) * 1000LL + (end.tv_nsec - start.tv_nsec) / 1000000;
+            if (wall_ms > 0 && elapsed_ms >= wall_ms) killed = 2;
+            else if (cpu_ms > 0 && cpu_used_ms(child) >= cpu_ms) killed = 1;
+            if (killed) kill(child, SIGKILL);
+        }
+        sigtimedwait(&chld, NULL, &tick); /* returns at once when the child exits */
+    }
     clock_gettime(CLOCK_MONOTONIC, &end);
     long long wall = (end.tv_sec - start.tv_sec) * 1000000LL + (end.tv_nsec - start.tv_nsec) / 1000;
-    dprintf(meta, "%d %lld %lld %ld %lld\n", status, usec(ru.ru_utime), usec(ru.ru_stime), ru.ru_maxrss, wall);
+    dprintf(meta, "%d %lld %lld %ld %lld %d\n", status, usec(ru.ru_utime), usec(ru.ru_stime), ru.ru_maxrss, wall,
+            killed);
     close(meta);
     return 0;
 }

@@ -33,7 +33,9 @@ def to_stage(outcome: Outcome, limits: Limits, *, peak_memory: int | None, oom_k
     if outcome.overflow:
         _killed(stage, Status.STDOUT_LIMIT if outcome.overflow == "stdout" else Status.STDERR_LIMIT,
                 f"{outcome.overflow} length exceeded")
-    elif outcome.timed_out:
+    elif outcome.killed_by == "cpu":
+        _killed(stage, Status.TIMEOUT, "Time limit exceeded")
+    elif outcome.killed_by == "wall" or outcome.timed_out:
         _killed(stage, Status.TIMEOUT, "Time limit exceeded" if over_cpu else "Time limit exceeded (wall clock)")
     elif outcome.wait_status is None:
         stage.status = Status.INTERNAL

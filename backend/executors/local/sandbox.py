@@ -21,6 +21,7 @@ from pathlib import Path
 from backend.executors.local.cgroups import SlotCgroup
 
 READ_CHUNK = 65536
+BACKSTOP_SECONDS = 1.0
 # System paths bound read-only when they exist: the loader cache (without it every
 # library lookup walks the default paths) and what the JDK reads from /etc.
 ETC_PATHS = ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime", "/etc/ssl/certs")
@@ -71,7 +72,8 @@ class Outcome:
     cpu_us: int | None = None
     maxrss_kb: int | None = None
     wall_us: int | None = None
-    timed_out: bool = False
+    timed_out: bool = False  # the server's backstop deadline fired
+    killed_by: str | None = None  # "cpu" | "wall": the reaper enforced a limit
     overflow: str | None = None  # "stdout" | "stderr"
     sandbox_error: str | None = None
 
@@ -139,9 +141,11 @@ class Sandbox:
             for fd in (ctrl_r, meta_w, out_w, err_w):
                 os.close(fd)
         self._started = 0.0
+        self.finished = False
 
-    def start(self, argv: list[str], *, stdin_path: str | None, rlimits: dict[str, tuple[int | str, int | str]]) -> None:
-        tokens: list[str] = []
+    def start(self, argv: list[str], *, stdin_path: str | None, rlimits: dict[str, tuple[int | str, int | str]],
+              cpu_ms: int = 0, wall_ms: int = 0) -> None:
+        tokens: list[str] = ["-c", str(cpu_ms), "-t", str(wall_ms)]
         if stdin_path is not None:
             tokens += ["-i", stdin_path]
         for name, (soft, hard) in rlimits.items():
@@ -165,7 +169,8 @@ class Sandbox:
         for fd in buffers:
             os.set_blocking(fd, False)
             sel.register(fd, selectors.EVENT_READ)
-        deadline = self._started + timeout_ms / 1000 + 0.05
+        # The reaper inside enforces the limits exactly; this deadline only catches a stuck sandbox.
+        deadline = self._started + timeout_ms / 1000 + BACKSTOP_SECONDS
         try:
             while sel.get_map():
                 remaining = deadline - time.monotonic()
@@ -200,23 +205,33 @@ class Sandbox:
         _parse_meta(outcome, bytes(meta))
         if outcome.wall_us is None:  # killed before the reaper could report: the server's clock
             outcome.wall_us = int((time.monotonic() - self._started) * 1_000_000)
+        self.finished = outcome.wait_status is not None and not outcome.timed_out and not outcome.overflow
         if outcome.wait_status is None and not outcome.timed_out and not outcome.overflow:
             outcome.sandbox_error = err.decode("utf-8", "replace").strip()[-500:] or "sandbox exited without a result"
         return outcome
 
-    def destroy(self) -> None:
-        """Kill everything the sandbox holds and reap it. Idempotent."""
+    def destroy(self, *, finished: bool = False) -> None:
+        """Kill everything the sandbox holds and reap it. Idempotent.
+
+        ``finished``: the command ended by itself, so bwrap is exiting on its own; letting it
+        reap its namespace first avoids orphaned zombies that only the host's init would reap.
+        """
+        if finished:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=0.2)
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
-        if self.slot.cgroup is not None:
-            self.slot.cgroup.kill_all()
-        elif self.plan.bwrap is None and self.plan.uid_separation and self.slot.uid is not None:
-            subprocess.run([self.plan.launcher, "killall", "-u", str(self.slot.uid)], check=False, timeout=10)
+        # Killing bwrap takes its pid namespace down with it (--die-with-parent); reap it first
+        # so that the cgroup sweep below rarely finds anything left to wait for.
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        if self.slot.cgroup is not None:
+            self.slot.cgroup.kill_all()
+        elif self.plan.bwrap is None and self.plan.uid_separation and self.slot.uid is not None:
+            subprocess.run([self.plan.launcher, "killall", "-u", str(self.slot.uid)], check=False, timeout=10)
         self.close()
 
     def close(self) -> None:
@@ -239,9 +254,10 @@ def _drain(fd: int) -> bytes:
 
 def _parse_meta(outcome: Outcome, meta: bytes) -> None:
     parts = meta.split()
-    if len(parts) != 5:
+    if len(parts) != 6:
         return
-    status, utime, stime, maxrss, wall = (int(p) for p in parts)
+    status, utime, stime, maxrss, wall, killed = (int(p) for p in parts)
+    outcome.killed_by = {1: "cpu", 2: "wall"}.get(killed)
     outcome.wait_status = status
     outcome.cpu_us = utime + stime
     outcome.maxrss_kb = maxrss

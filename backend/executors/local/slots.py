@@ -99,7 +99,11 @@ class SlotPool:
             future = self._warm.pop(slot.index, None)
         if future is not None:
             try:
-                return future.result()
+                sandbox = future.result()
+                if sandbox.proc.poll() is None:
+                    return sandbox
+                log.warning("the waiting sandbox of slot %d had died; spawning another", slot.index)
+                sandbox.destroy()
             except OSError:
                 log.exception("spawning a sandbox for slot %d failed; retrying", slot.index)
         return Sandbox(self.plan, slot)
@@ -117,15 +121,9 @@ class SlotPool:
 
     def _recycle(self, slot: Slot) -> None:
         try:
-            with self._warm_lock:
-                stale = self._warm.pop(slot.index, None)
-            if stale is not None:
-                # A sandbox spawned while the job ran binds the same box; it has run nothing, but is discarded
-                # so that each job starts from a sandbox created after the previous job's cleanup.
-                with contextlib.suppress(Exception):
-                    stale.result().destroy()
-            if slot.cgroup is not None:
-                slot.cgroup.kill_all()
+            # No sweep of the cgroup here: every stage's destroy() emptied it before the next
+            # sandbox was spawned into it. The sandbox waiting for this slot has run nothing, and its /box is a bind of the box directory, whose
+            # contents are wiped here in place (same inode), so it serves the next job as is.
             self._wipe(slot)
             self._spawn_warm(slot)
         except Exception:
@@ -137,18 +135,23 @@ class SlotPool:
     def _prepare_dirs(self, slot: Slot) -> None:
         slot.root.mkdir(parents=True, exist_ok=True)
         os.chmod(slot.root, 0o711)
-        self._wipe(slot)
-
-    def _wipe(self, slot: Slot) -> None:
         for path in (slot.box, slot.io):
             if path.is_symlink() or path.is_file():
                 path.unlink()
-            elif path.exists():
-                shutil.rmtree(path)
-            path.mkdir(mode=0o700)
+            path.mkdir(exist_ok=True)
+        self._wipe(slot)
+
+    def _wipe(self, slot: Slot) -> None:
+        """Empty the slot's directories in place and reset their owner and mode."""
+        for path, mode in ((slot.box, 0o700), (slot.io, 0o500)):
+            for entry in os.scandir(path):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
             if slot.uid is not None:
                 os.chown(path, slot.uid, slot.uid)
-        os.chmod(slot.io, 0o500)
+            os.chmod(path, mode)
 
     def close(self) -> None:
         """Kill every sandbox and release the slots (workers call this at exit)."""

@@ -1,0 +1,4 @@
+read -r n
+for ((i = 0; i < n; i++)); do
+    echo Hello
+done
