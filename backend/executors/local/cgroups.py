@@ -25,11 +25,36 @@ def _write(path: Path, value: str) -> None:
         f.write(value)
 
 
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+class _Files:
+    """Open-once descriptors of cgroup files: every stage reads and writes the same few
+    files, and opening a cgroupfs file costs more than reading it."""
+
+    def __init__(self) -> None:
+        self._fds: dict[Path, int] = {}
+
+    def _fd(self, path: Path) -> int:
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = self._fds[path] = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        return fd
+
+    def write(self, path: Path, value: str) -> None:
+        os.pwrite(self._fd(path), value.encode(), 0)
+
+    def read(self, path: Path) -> str:
+        return os.pread(self._fd(path), 65536, 0).decode()
+
+    def read_int(self, path: Path) -> int | None:
+        try:
+            return int(self.read(path).split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds.clear()
 
 
 class SlotCgroup:
@@ -52,6 +77,10 @@ class SlotCgroup:
             path.mkdir(parents=True, exist_ok=True)
             if not (path / "cgroup.procs").exists():
                 raise CgroupError(f"{path} is not a cgroup")
+        self._files = _Files()
+        self._limits: tuple[int, int] | None = None
+        self._oom_baseline = 0
+        self._usage_baseline = 0
 
     @property
     def procs_files(self) -> list[str]:
@@ -64,43 +93,46 @@ class SlotCgroup:
         return self.dirs["all" if self.version == 2 else "pids"] / name
 
     def configure(self, memory_bytes: int, max_processes: int) -> None:
-        """Set the limits of the next stage and reset the peak and OOM counters' baseline."""
-        if self.version == 2:
-            _write(self._mem("memory.max"), str(memory_bytes) if memory_bytes > 0 else "max")
-            with contextlib.suppress(OSError):
-                _write(self._mem("memory.swap.max"), "0")
-            with contextlib.suppress(OSError):  # resettable since Linux 6.12
-                _write(self._mem("memory.peak"), "0")
-        else:
-            limit = str(memory_bytes) if memory_bytes > 0 else "-1"
-            memsw = self._mem("memory.memsw.limit_in_bytes")
-            if memsw.exists():
-                # memsw must stay >= the memory limit at every step, so the order depends on direction.
-                _write(memsw, "-1")
-                _write(self._mem("memory.limit_in_bytes"), limit)
-                _write(memsw, limit)
+        """Set the limits of the next stage and take the baselines of its peak and OOM counters."""
+        f = self._files
+        if self._limits != (memory_bytes, max_processes):
+            if self.version == 2:
+                f.write(self._mem("memory.max"), str(memory_bytes) if memory_bytes > 0 else "max")
+                with contextlib.suppress(OSError):
+                    f.write(self._mem("memory.swap.max"), "0")
             else:
-                _write(self._mem("memory.limit_in_bytes"), limit)
-            _write(self._mem("memory.max_usage_in_bytes"), "0")
-        _write(self._pids("pids.max"), str(max_processes))
+                limit = str(memory_bytes) if memory_bytes > 0 else "-1"
+                memsw = self._mem("memory.memsw.limit_in_bytes")
+                if memsw.exists():
+                    # memsw must stay >= the memory limit at every step, so the order depends on direction.
+                    f.write(memsw, "-1")
+                    f.write(self._mem("memory.limit_in_bytes"), limit)
+                    f.write(memsw, limit)
+                else:
+                    f.write(self._mem("memory.limit_in_bytes"), limit)
+            f.write(self._pids("pids.max"), str(max_processes))
+            self._limits = (memory_bytes, max_processes)
+        if self.version == 2:
+            with contextlib.suppress(OSError):  # resettable since Linux 6.12
+                f.write(self._mem("memory.peak"), "0")
+        else:
+            f.write(self._mem("memory.max_usage_in_bytes"), "0")
         self._oom_baseline = self.oom_kills()
         # Page cache charged by earlier stages (libraries read, files written) stays charged to
         # the slot; the peak is reported above what was already there when this stage began.
-        self._usage_baseline = self._usage() or 0
-
-    def _usage(self) -> int | None:
-        return _read_int(self._mem("memory.current" if self.version == 2 else "memory.usage_in_bytes"))
+        self._usage_baseline = self._files.read_int(
+            self._mem("memory.current" if self.version == 2 else "memory.usage_in_bytes")) or 0
 
     def peak_memory(self) -> int | None:
-        peak = _read_int(self._mem("memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"))
+        peak = self._files.read_int(self._mem("memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"))
         if peak is None:
             return None
-        return max(peak - getattr(self, "_usage_baseline", 0), 0)
+        return max(peak - self._usage_baseline, 0)
 
     def oom_kills(self) -> int:
         name = "memory.events" if self.version == 2 else "memory.oom_control"
         try:
-            for line in self._mem(name).read_text().splitlines():
+            for line in self._files.read(self._mem(name)).splitlines():
                 key, _, value = line.partition(" ")
                 if key == "oom_kill":
                     return int(value)
@@ -109,15 +141,18 @@ class SlotCgroup:
         return 0
 
     def oom_killed_since_configure(self) -> bool:
-        return self.oom_kills() > getattr(self, "_oom_baseline", 0)
+        return self.oom_kills() > self._oom_baseline
 
     def pids(self) -> list[int]:
         """Live processes of the slot; zombies are dead already and only wait for a reaper."""
         found: set[int] = set()
         for path in self.dirs.values():
             with contextlib.suppress(OSError):
-                found.update(int(p) for p in (path / "cgroup.procs").read_text().split())
+                found.update(int(p) for p in self._files.read(path / "cgroup.procs").split())
         return sorted(pid for pid in found if not _is_zombie(pid))
+
+    def close(self) -> None:
+        self._files.close()
 
     def kill_all(self, timeout: float = 2.0) -> bool:
         """SIGKILL everything in the slot; True once it is empty."""

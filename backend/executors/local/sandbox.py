@@ -23,8 +23,10 @@ from backend.executors.local.cgroups import SlotCgroup
 READ_CHUNK = 65536
 BACKSTOP_SECONDS = 1.0
 # System paths bound read-only when they exist: the loader cache (without it every
-# library lookup walks the default paths) and what the JDK reads from /etc.
-ETC_PATHS = ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime", "/etc/ssl/certs")
+# library lookup walks the default paths) and what the JDK reads from /etc. Each bind
+# is a mount per sandbox, so the list stays short.
+ETC_PATHS = ("/etc/ld.so.cache", "/etc/alternatives")
+NETWORK_ETC_PATHS = ("/etc/resolv.conf", "/etc/hosts", "/etc/ssl/certs")
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
@@ -98,7 +100,8 @@ def sandbox_argv(plan: SandboxPlan, slot: Slot, meta_fd: int, ctrl_fd: int) -> l
     ]
     if plan.network:
         argv.insert(argv.index("--unshare-all") + 1, "--share-net")
-        argv += ["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf", "--ro-bind-try", "/etc/hosts", "/etc/hosts"]
+        for path in NETWORK_ETC_PATHS:
+            argv += ["--ro-bind-try", path, path]
     for path in plan.etc_paths():
         argv += ["--ro-bind", path, path]
     argv += [

@@ -122,8 +122,8 @@ class SlotPool:
     def _recycle(self, slot: Slot) -> None:
         try:
             # No sweep of the cgroup here: every stage's destroy() emptied it before the next
-            # sandbox was spawned into it. The sandbox waiting for this slot has run nothing, and its /box is a bind of the box directory, whose
-            # contents are wiped here in place (same inode), so it serves the next job as is.
+            # sandbox was spawned into it. That waiting sandbox has run nothing, and its /box
+            # binds the box directory, wiped here in place (same inode): it serves the next job.
             self._wipe(slot)
             self._spawn_warm(slot)
         except Exception:
@@ -166,6 +166,7 @@ class SlotPool:
         for slot in self.slots:
             if slot.cgroup is not None:
                 slot.cgroup.kill_all()
+                slot.cgroup.close()
             with contextlib.suppress(OSError):
                 shutil.rmtree(slot.root)
         for fd in self._locks:
