@@ -47,27 +47,30 @@ def runtimes() -> Any:
     return jsonify(_state().service.registry.to_json())
 
 
+def _answer(state: Any, body: dict[str, Any], *, language: str, outcome: str, note: str | None,
+            started: float, **log_fields: Any) -> Any:
+    """Record the run in metrics and the access log, and build the JSON answer."""
+    executor = "local-fallback" if note else state.executor.name
+    state.metrics.executions.labels(language, outcome, executor).inc()
+    state.metrics.execution_seconds.labels(language).observe(time.perf_counter() - started)
+    g.log_fields = {"language": language, "executor": executor, **log_fields}
+    response = jsonify(body)
+    if note:
+        state.metrics.fallbacks.inc()
+        response.headers["X-Piston-Notes"] = note
+    return response
+
+
 @bp.post("/api/v2/execute")
 def execute() -> Any:
     state = _state()
     req = parse_execute(_json_body(), state.service.registry, state.settings)
     started = time.perf_counter()
-    state.metrics.inflight.inc()
-    try:
+    with state.metrics.inflight.track_inprogress():
         result = state.service.execute(req)
-    finally:
-        state.metrics.inflight.dec()
     status = result.run.status.value if result.run.status else "OK"
-    executor = "local-fallback" if result.notes else state.executor.name
-    state.metrics.executions.labels(result.language, status, executor).inc()
-    state.metrics.execution_seconds.labels(result.language).observe(time.perf_counter() - started)
-    if result.notes:
-        state.metrics.fallbacks.inc()
-    g.log_fields = {"language": result.language, "run_status": status, "executor": executor}
-    response = jsonify(result.to_json())
-    if result.notes:
-        response.headers["X-Piston-Notes"] = "; ".join(result.notes)
-    return response
+    return _answer(state, result.to_json(), language=result.language, outcome=status,
+                   note="; ".join(result.notes) or None, started=started, run_status=status)
 
 
 @bp.post("/api/v2/judge")
@@ -76,21 +79,10 @@ def judge() -> Any:
     state = _state()
     req = parse_judge(_json_body(), state.service.registry, state.settings)
     started = time.perf_counter()
-    state.metrics.inflight.inc()
-    try:
+    with state.metrics.inflight.track_inprogress():
         body, note = state.service.judge(req)
-    finally:
-        state.metrics.inflight.dec()
-    executor = "local-fallback" if note else state.executor.name
-    state.metrics.executions.labels(body["language"], f"judge-{body['verdict']}", executor).inc()
-    state.metrics.execution_seconds.labels(body["language"]).observe(time.perf_counter() - started)
-    g.log_fields = {"language": body["language"], "verdict": body["verdict"], "cases": body["total"],
-                    "executor": executor}
-    response = jsonify(body)
-    if note:
-        state.metrics.fallbacks.inc()
-        response.headers["X-Piston-Notes"] = note
-    return response
+    return _answer(state, body, language=body["language"], outcome=f"judge-{body['verdict']}", note=note,
+                   started=started, verdict=body["verdict"], cases=body["total"])
 
 
 @bp.get("/health")

@@ -7,7 +7,6 @@ Python locally, Piston-style) must pass the scenarios it can serve.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -24,17 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "test_session_pool.py"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("test_session_pool", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("test_session_pool", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-tsp = _load_script()
-
+import test_session_pool as tsp  # noqa: E402 - the repo root is on sys.path under pytest
 
 # ---------------------------------------------------------------- helpers of the script
 

@@ -6,7 +6,6 @@ Python WA/RE solutions must fail the way their verdict says, so the corpus itsel
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -20,16 +19,8 @@ CORPUS = REPO_ROOT / "test_cases"
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("test_session_pool", REPO_ROOT / "test_session_pool.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("test_session_pool", module)
-    spec.loader.exec_module(module)
-    return module
+import test_session_pool as tsp  # noqa: E402 - the repo root is on sys.path under pytest
 
-
-tsp = _load_script()
 PROBLEM_DIRS = sorted(p for p in CORPUS.iterdir() if p.is_dir())
 PROBLEMS = tsp.load_corpus(CORPUS)
 
