@@ -45,7 +45,7 @@ class ServerProcess:
             raise
 
     def _start(self) -> ServerProcess:
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - open for the server's lifetime
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
             cwd=REPO, env=self._env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,

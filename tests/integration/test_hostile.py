@@ -36,7 +36,8 @@ def service_stays_healthy(client: Client, local_server: ServerProcess, slot_uids
     assert client.execute("python", "print(6*7)")["run"]["stdout"] == "42\n"
     # Slots are recycled in the background; give the kill a moment, then nothing may remain.
     deadline = time.monotonic() + 5
-    while (left := [p for p in sandbox_processes(slot_uids) if not any(k in p for k in ("piston-launch", "bwrap", ".launch inner"))]) \
+    waiting = ("piston-launch", "bwrap", ".launch inner")  # idle sandboxes spawned for the next job
+    while (left := [p for p in sandbox_processes(slot_uids) if not any(k in p for k in waiting)]) \
             and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left, f"submission processes survived: {left}"

@@ -1,0 +1,329 @@
+"""SessionsClient: the dynamic sessions data plane over HTTP (there is no Python data-plane SDK).
+
+One ``requests.Session`` with a keep-alive pool sized for the worker's concurrency; a
+bearer token on every call; bounded retries with exponential backoff and jitter on 429
+(Retry-After honoured), 5xx, dropped connections and 403 (role assignments take minutes
+to propagate, and a fresh token helps); 401 re-fetches the token once. Execution bodies
+drift between API generations, so on 400 ``SessionPropertiesMissing`` the next shape is
+tried and the one that worked is remembered (research note §1.4).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from backend.executors.azure.credentials import TokenProvider
+
+log = logging.getLogger(__name__)
+
+LEGACY_API_VERSION = "2024-02-02-preview"
+LEGACY_API_VERSIONS = ("2024-02-02-preview", "2024-08-02-preview")
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 8.0
+RETRY_AFTER_CAP_S = 60.0
+READ_MARGIN_S = 15  # the read timeout of an execution exceeds its own timeout by up to this much
+FILE_TIMEOUT_S = 60
+
+
+class SessionsError(Exception):
+    """Base of the client's errors."""
+
+
+class SessionsRequestError(SessionsError):
+    """No response: connection refused, reset or dropped (the request may not have been sent)."""
+
+
+class SessionsTimeoutError(SessionsError):
+    """The request was sent but no response came within the read timeout."""
+
+
+class SessionsResponseError(SessionsError):
+    """The service answered with an error status."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+class SessionsThrottledError(SessionsResponseError):
+    """429: too many requests."""
+
+
+class SessionsAuthError(SessionsResponseError):
+    """401/403: the token or the identity's role is not accepted."""
+
+
+class SessionsPoolFullError(SessionsResponseError):
+    """404 on a call that allocates a session: the pool is at maxConcurrentSessions."""
+
+
+@dataclass(frozen=True)
+class ExecuteMode:
+    """One request shape: route, body wrapping, api-version."""
+
+    route: str  # "executions" | "code/execute"
+    wrapped: bool
+    api_version: str
+
+    @property
+    def legacy(self) -> bool:
+        return self.route == "code/execute"
+
+    def __str__(self) -> str:
+        return f"{self.route}/{'wrapped' if self.wrapped else 'flat'}@{self.api_version}"
+
+
+@dataclass(frozen=True)
+class ExecutionOutput:
+    succeeded: bool
+    stdout: str
+    stderr: str
+    result: Any
+
+
+def execute_modes(api_version: str) -> list[ExecuteMode]:
+    if api_version in LEGACY_API_VERSIONS:
+        return [ExecuteMode("code/execute", True, api_version)]
+    return [
+        ExecuteMode("executions", False, api_version),
+        ExecuteMode("executions", True, api_version),
+        ExecuteMode("code/execute", True, LEGACY_API_VERSION),
+    ]
+
+
+class SessionsClient:
+    def __init__(
+        self,
+        endpoint: str,
+        tokens: TokenProvider,
+        *,
+        api_version: str,
+        connect_timeout: float = 5.0,
+        request_timeout: float = 240.0,
+        max_retries: int = 4,
+        pool_size: int = 16,
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.host = urlsplit(self.endpoint).netloc
+        self.tokens = tokens
+        self.api_version = api_version
+        self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
+        self.max_retries = max_retries
+        self._modes = execute_modes(api_version)
+        self._mode_index = 0
+        self._mode_lock = threading.Lock()
+        self._http = requests.Session()
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(pool_size, 4), max_retries=0)
+        self._http.mount("https://", adapter)
+        self._http.mount("http://", adapter)
+        self._http.headers["User-Agent"] = "piston-sessions-backend"
+
+    @property
+    def mode(self) -> ExecuteMode:
+        return self._modes[self._mode_index]
+
+    def close(self) -> None:
+        self._http.close()
+
+    # ------------------------------------------------------------ operations
+
+    def execute_read_timeout(self, timeout_s: int) -> float:
+        """SESSION_REQUEST_TIMEOUT caps the wait, but never below the execution's own timeout + 2 s."""
+        return max(timeout_s + 2.0, min(timeout_s + READ_MARGIN_S, self.request_timeout))
+
+    def execute(self, identifier: str, code: str, *, timeout_s: int, deadline: float | None = None) -> ExecutionOutput:
+        """Run ``code`` synchronously in the session; 200/202 bodies of both generations are understood."""
+        index = self._mode_index
+        while True:
+            mode = self._modes[index]
+            fields = {"codeInputType": "Inline", "executionType": "Synchronous", "code": code,
+                      "timeoutInSeconds": timeout_s}
+            body = {"properties": fields} if mode.wrapped else fields
+            try:
+                response = self._call(
+                    "POST", mode.route, identifier, op="execute", json=body, api_version=mode.api_version,
+                    read_timeout=self.execute_read_timeout(timeout_s), deadline=deadline,
+                )
+            except SessionsResponseError as exc:
+                if exc.status == 400 and exc.code == "SessionPropertiesMissing" and index + 1 < len(self._modes):
+                    index += 1
+                    log.warning("execution body rejected (%s); trying %s", exc.code, self._modes[index])
+                    continue
+                raise
+            if index != self._mode_index:
+                with self._mode_lock:
+                    self._mode_index = index
+                log.warning("session pool accepts %s; using it from now on", mode)
+            return self._execution_output(response, identifier, mode, timeout_s)
+
+    def upload(self, identifier: str, name: str, data: bytes, *, deadline: float | None = None) -> None:
+        route = "files/upload" if self.mode.legacy else "files"
+        self._call("POST", route, identifier, op="upload", api_version=self.mode.api_version,
+                   files={"file": (name, data, "application/octet-stream")}, read_timeout=FILE_TIMEOUT_S,
+                   deadline=deadline)
+
+    def download(self, identifier: str, name: str) -> bytes:
+        route = f"files/content/{quote(name)}" if self.mode.legacy else f"files/{quote(name)}/content"
+        return self._call("GET", route, identifier, op="download", api_version=self.mode.api_version,
+                          read_timeout=FILE_TIMEOUT_S).content
+
+    def delete_file(self, identifier: str, name: str) -> None:
+        if self.mode.legacy:
+            return  # the legacy API has no file delete; the harness removes stale result files
+        self._call("DELETE", f"files/{quote(name)}", identifier, op="delete_file", read_timeout=FILE_TIMEOUT_S)
+
+    def delete_session(self, identifier: str, *, retries: int = 1) -> None:
+        self._call("DELETE", "session", identifier, op="delete_session", read_timeout=FILE_TIMEOUT_S,
+                   retries=retries)
+
+    def metadata(self, *, timeout_s: float = 5.0) -> dict[str, Any]:
+        response = self._call("GET", "metadata", None, op="metadata", read_timeout=timeout_s, retries=0)
+        return response.json() if response.content else {}
+
+    # ------------------------------------------------------------ plumbing
+
+    def _call(
+        self, method: str, route: str, identifier: str | None, *, op: str, read_timeout: float,
+        api_version: str | None = None, json: Any = None, files: Any = None, deadline: float | None = None,
+        retries: int | None = None,
+    ) -> requests.Response:
+        params = {"api-version": api_version or self.api_version}
+        if identifier is not None:
+            params["identifier"] = identifier
+        url = f"{self.endpoint}/{route}"
+        max_retries = self.max_retries if retries is None else retries
+        attempt = 0
+        refreshed = False
+        while True:
+            token = self.tokens.token()
+            try:
+                response = self._http.request(
+                    method, url, params=params, json=json, files=files,
+                    headers={"Authorization": f"Bearer {token}"}, timeout=(self.connect_timeout, read_timeout),
+                )
+            except requests.exceptions.ConnectTimeout as exc:
+                error: SessionsError = SessionsRequestError(f"connecting to {self.host} timed out")
+                cause: BaseException = exc
+            except requests.exceptions.ReadTimeout as exc:
+                raise SessionsTimeoutError(f"{self.host} did not answer within {read_timeout:g} s ({op})") from exc
+            except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                error, cause = SessionsRequestError(f"connection to {self.host} failed: {_reason(exc)}"), exc
+            else:
+                if response.status_code < 400:
+                    return response
+                error, cause = _response_error(response, op, identifier), None  # type: ignore[assignment]
+                if isinstance(error, SessionsAuthError):
+                    self.tokens.invalidate(token)
+                    if error.status == 401 and not refreshed:
+                        refreshed = True  # an expired or revoked token: one immediate retry with a new one
+                        continue
+            if isinstance(error, SessionsPoolFullError):
+                # Back-pressure, not a failure: wait for a session to free up until the deadline
+                # (the last wait is cut short so that the final try lands on it).
+                remaining = 0.0 if deadline is None else deadline - time.monotonic()
+                if remaining < 0.05:
+                    raise error
+                wait = min(_backoff(attempt, error.retry_after), remaining)
+            else:
+                retryable = isinstance(error, SessionsRequestError) or (
+                    isinstance(error, SessionsResponseError) and (error.status in RETRY_STATUSES or error.status == 403)
+                )
+                wait = _backoff(attempt, getattr(error, "retry_after", None))
+                if not retryable or attempt >= max_retries or (deadline is not None and time.monotonic() + wait > deadline):
+                    if attempt:
+                        log.warning("%s %s: giving up after %d retries: %s", method, route, attempt, error)
+                    raise error from cause
+            log.info("%s %s: %s; retry %d in %.2f s", method, route, error, attempt + 1, wait)
+            time.sleep(wait)
+            attempt += 1
+
+    def _execution_output(
+        self, response: requests.Response, identifier: str, mode: ExecuteMode, timeout_s: int
+    ) -> ExecutionOutput:
+        body = _json(response)
+        if mode.legacy:
+            props = body.get("properties") or {}
+            return ExecutionOutput(props.get("status") == "Success", props.get("stdout") or "",
+                                   props.get("stderr") or "", props.get("result"))
+        deadline = time.monotonic() + timeout_s + READ_MARGIN_S
+        while body.get("status") in ("NotStarted", "Running"):
+            # Asynchronous acceptance (202): poll the execution until it is done.
+            if time.monotonic() > deadline:
+                raise SessionsTimeoutError(f"execution on {self.host} still running after {timeout_s} s")
+            time.sleep(0.2)
+            body = _json(self._call("GET", f"executions/{quote(str(body.get('id', '')))}", identifier,
+                                    op="execution_get", read_timeout=FILE_TIMEOUT_S, api_version=mode.api_version))
+        result = body.get("result") or {}
+        return ExecutionOutput(body.get("status") == "Succeeded", result.get("stdout") or "",
+                               result.get("stderr") or "", result.get("executionResult"))
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise SessionsResponseError(response.status_code, "InvalidResponse",
+                                    f"not JSON: {response.text[:200]!r}") from exc
+    if not isinstance(body, dict):
+        raise SessionsResponseError(response.status_code, "InvalidResponse", "not a JSON object")
+    return body
+
+
+def _response_error(response: requests.Response, op: str, identifier: str | None) -> SessionsResponseError:
+    code, message = response.headers.get("x-ms-error-code") or "", ""
+    try:
+        error = response.json().get("error") or {}
+        code, message = error.get("code") or code, error.get("message") or ""
+    except (ValueError, AttributeError):
+        message = response.text[:300]
+    if identifier:
+        # Messages reach logs and, through the service's errors, clients: never the identifier itself.
+        message = message.replace(identifier, "<session>")
+    code = code or response.reason or "Error"
+    retry_after = _retry_after(response.headers.get("Retry-After"))
+    status = response.status_code
+    if status == 429:
+        return SessionsThrottledError(status, code, message, retry_after)
+    if status in (401, 403):
+        return SessionsAuthError(status, code, message, retry_after)
+    if status == 404 and op in ("execute", "upload") and not code.endswith(("PoolNotFound", "ResourceNotFound")):
+        # [DOC session-pool.md] requests beyond maxConcurrentSessions get 404.
+        return SessionsPoolFullError(status, code, message, retry_after)
+    return SessionsResponseError(status, code, message, retry_after)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, min(float(value), RETRY_AFTER_CAP_S))
+    except ValueError:
+        return None  # an HTTP date: rare enough to fall back to our own backoff
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return retry_after + random.uniform(0, 0.1 * retry_after + 0.05)
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)
+    return random.uniform(ceiling / 2, ceiling)  # "equal jitter": spread out, never near zero
+
+
+def _reason(exc: BaseException) -> str:
+    inner: BaseException | None = exc
+    while inner is not None and inner.__context__ is not None and len(str(inner)) > 200:
+        inner = inner.__context__
+    return " ".join(str(inner or exc).split())[:200]

@@ -1,0 +1,112 @@
+"""Session identifiers: minted here, leased one execution at a time, kept warm within the cooldown.
+
+An identifier IS the session (same identifier = same sandbox), so identifiers are
+unguessable (``secrets``), never come from users, and are random per process: gunicorn
+workers and replicas can never share one. ``reuse`` keeps an idle identifier for the
+next execution while the pool would still keep its session (idle < cooldown - margin);
+``fresh`` mints a new identifier for every execution.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from backend.errors import Overloaded
+
+PREFIX = "pst-"  # charset [A-Za-z0-9_-]: token_urlsafe's alphabet
+
+
+def new_identifier() -> str:
+    return PREFIX + secrets.token_urlsafe(24)  # 4 + 32 chars, 192 random bits
+
+
+@dataclass
+class Lease:
+    identifier: str
+    warm: bool  # the session has run at least one of our executions
+    last_used: float = field(default_factory=time.monotonic)
+    uses: int = 0
+
+
+class LeasePool:
+    """At most ``capacity`` identifiers in use at once; idle ones reused newest first."""
+
+    def __init__(self, *, strategy: str, cooldown_s: float, capacity: int) -> None:
+        if strategy not in ("reuse", "fresh"):
+            raise ValueError(f"unknown session strategy {strategy!r}")
+        self.strategy = strategy
+        self.cooldown_s = cooldown_s
+        # Reuse only well inside the cooldown: the pool may already be destroying a session
+        # that sits exactly at it, and an execution itself takes time.
+        self.max_idle_s = max(1.0, cooldown_s - min(30.0, cooldown_s * 0.2))
+        self.capacity = capacity
+        self._idle: deque[Lease] = deque()
+        self._busy: set[str] = set()
+        self._slots = threading.BoundedSemaphore(capacity)
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self.minted = 0
+
+    def acquire(self, timeout_s: float) -> Lease:
+        """A lease for one execution; Overloaded when no slot frees up within ``timeout_s``."""
+        if not self._slots.acquire(timeout=max(0.0, timeout_s)):
+            raise Overloaded(
+                f"all {self.capacity} session slots of this worker are busy; waited {timeout_s:g} s"
+            )
+        with self._lock:
+            lease = self._take_idle() if self.strategy == "reuse" else None
+            if lease is None:
+                lease = Lease(new_identifier(), warm=False)
+                self.minted += 1
+            self._busy.add(lease.identifier)
+        return lease
+
+    def release(self, lease: Lease, *, keep: bool) -> None:
+        """Return the lease; ``keep`` False (or the fresh strategy) forgets its identifier."""
+        with self._lock:
+            self._busy.discard(lease.identifier)
+            if keep and self.strategy == "reuse":
+                lease.last_used = time.monotonic()
+                lease.warm = True
+                self._idle.append(lease)
+        self._slots.release()
+
+    def replace(self, lease: Lease) -> Lease:
+        """Swap a broken session's identifier for a fresh one, keeping the slot."""
+        with self._lock:
+            self._busy.discard(lease.identifier)
+            fresh = Lease(new_identifier(), warm=False)
+            self.minted += 1
+            self._busy.add(fresh.identifier)
+        return fresh
+
+    def drain_idle(self) -> list[Lease]:
+        """Take every idle lease out (at shutdown, to delete their sessions)."""
+        with self._lock:
+            idle = list(self._idle)
+            self._idle.clear()
+        return idle
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            self._expire()
+            return {"busy": len(self._busy), "idle": len(self._idle), "minted": self.minted,
+                    "capacity": self.capacity}
+
+    def _take_idle(self) -> Lease | None:
+        if os.getpid() != self._pid:
+            # Inherited through fork (a preloading server): the parent may use these too.
+            self._idle.clear()
+            self._pid = os.getpid()
+        self._expire()
+        return self._idle.pop() if self._idle else None  # newest: the most time left before cooldown
+
+    def _expire(self) -> None:
+        cutoff = time.monotonic() - self.max_idle_s
+        while self._idle and self._idle[0].last_used < cutoff:
+            self._idle.popleft()

@@ -1,0 +1,168 @@
+"""Lease pool, token cache and the pure parts of the session pool client (no network)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import Any
+
+import pytest
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError
+
+from backend.errors import Overloaded
+from backend.executors.azure import client as client_mod
+from backend.executors.azure.credentials import TokenProvider, TokenUnavailable
+from backend.executors.azure.executor import _chunks, fingerprint
+from backend.executors.azure.leases import LeasePool, new_identifier
+from backend.models import Limits, RunSpec
+
+
+def test_identifiers_are_unpredictable_and_in_the_safe_charset() -> None:
+    ids = {new_identifier() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{4,128}", i) for i in ids)
+
+
+def test_reuse_keeps_one_execution_per_identifier() -> None:
+    pool = LeasePool(strategy="reuse", cooldown_s=300, capacity=2)
+    a = pool.acquire(1)
+    b = pool.acquire(1)
+    assert a.identifier != b.identifier
+    with pytest.raises(Overloaded, match="session slots"):
+        pool.acquire(0.05)
+    pool.release(a, keep=True)
+    again = pool.acquire(1)
+    assert again.identifier == a.identifier and again.warm
+    pool.release(again, keep=False)  # broken: forgotten
+    pool.release(b, keep=True)
+    assert pool.acquire(1).identifier == b.identifier
+    assert pool.stats()["busy"] == 1
+
+
+def test_idle_identifiers_expire_before_the_cooldown() -> None:
+    pool = LeasePool(strategy="reuse", cooldown_s=2, capacity=1)
+    assert pool.max_idle_s < 2
+    lease = pool.acquire(1)
+    pool.release(lease, keep=True)
+    lease.last_used -= pool.max_idle_s + 0.01
+    fresh = pool.acquire(1)
+    assert fresh.identifier != lease.identifier and not fresh.warm
+
+
+def test_fresh_strategy_never_repeats() -> None:
+    pool = LeasePool(strategy="fresh", cooldown_s=300, capacity=1)
+    seen = set()
+    for _ in range(20):
+        lease = pool.acquire(1)
+        assert lease.identifier not in seen
+        seen.add(lease.identifier)
+        pool.release(lease, keep=True)
+    assert pool.stats()["idle"] == 0
+
+
+def test_replace_swaps_the_identifier_and_keeps_the_slot() -> None:
+    pool = LeasePool(strategy="reuse", cooldown_s=300, capacity=1)
+    lease = pool.acquire(1)
+    other = pool.replace(lease)
+    assert other.identifier != lease.identifier
+    assert pool.stats()["busy"] == 1
+    pool.release(other, keep=True)
+    assert pool.acquire(1).identifier == other.identifier
+
+
+class FakeCredential:
+    """A TokenCredential stand-in: counts calls, hands out tokens of a chosen lifetime."""
+
+    def __init__(self, lifetime: float) -> None:
+        self.lifetime = lifetime
+        self.calls = 0
+        self.fail = False
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        assert scopes == ("https://dynamicsessions.io/.default",)
+        self.calls += 1
+        if self.fail:
+            raise ClientAuthenticationError("identity endpoint said no")
+        time.sleep(0.01)
+        return AccessToken(f"token-{self.calls}", int(time.time() + self.lifetime))
+
+
+def test_token_is_cached_and_shared_by_threads() -> None:
+    cred = FakeCredential(3600)
+    provider = TokenProvider(cred, "https://dynamicsessions.io/.default")  # type: ignore[arg-type]
+    tokens: list[str] = []
+    threads = [threading.Thread(target=lambda: tokens.append(provider.token())) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(tokens) == {"token-1"} and cred.calls == 1
+    assert 3500 < (provider.expires_in() or 0) <= 3600
+
+
+def test_token_is_refreshed_early_and_a_failed_refresh_keeps_the_valid_one() -> None:
+    cred = FakeCredential(12)  # short-lived: refreshed at half-life (6 s before expiry)
+    provider = TokenProvider(cred, "https://dynamicsessions.io/.default")  # type: ignore[arg-type]
+    assert provider.token() == "token-1"
+    provider._cached = provider._cached.__class__("token-1", time.time() + 8, time.time() - 1)  # in the window
+    cred.fail = True
+    assert provider.token() == "token-1"  # refresh failed, token still valid
+    assert provider.last_error and "said no" in provider.last_error
+    cred.fail = False
+    assert provider.token() == "token-3"
+    provider._cached = provider._cached.__class__("token-3", time.time() + 1, time.time() - 5)  # nearly expired
+    cred.fail = True
+    with pytest.raises(TokenUnavailable, match="said no") as info:
+        provider.token()
+    assert "token-" not in str(info.value)
+
+
+def test_invalidate_only_drops_the_token_it_names() -> None:
+    cred = FakeCredential(3600)
+    provider = TokenProvider(cred, "https://dynamicsessions.io/.default")  # type: ignore[arg-type]
+    provider.token()
+    provider.invalidate("some-older-token")
+    assert provider.token() == "token-1"
+    provider.invalidate("token-1")
+    assert provider.token() == "token-2"
+
+
+def test_execute_modes_and_read_timeouts() -> None:
+    modes = client_mod.execute_modes("2025-10-02-preview")
+    assert [str(m) for m in modes] == [
+        "executions/flat@2025-10-02-preview", "executions/wrapped@2025-10-02-preview",
+        "code/execute/wrapped@2024-02-02-preview",
+    ]
+    assert [str(m) for m in client_mod.execute_modes("2024-08-02-preview")] == ["code/execute/wrapped@2024-08-02-preview"]
+    c = client_mod.SessionsClient("http://x/pool", None, api_version="2025-10-02-preview",  # type: ignore[arg-type]
+                                  request_timeout=240)
+    assert c.execute_read_timeout(10) == 25
+    c.request_timeout = 8
+    assert c.execute_read_timeout(5) == 8 and c.execute_read_timeout(10) == 12
+
+
+def test_backoff_is_bounded_and_honours_retry_after() -> None:
+    for attempt in range(10):
+        wait = client_mod._backoff(attempt, None)
+        assert 0.2 <= wait <= client_mod.BACKOFF_CAP_S
+    assert 3 <= client_mod._backoff(0, 3.0) <= 3.5
+    assert client_mod._retry_after("2") == 2.0
+    assert client_mod._retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
+    assert client_mod._retry_after("100000") == client_mod.RETRY_AFTER_CAP_S
+
+
+def test_long_batches_are_split_under_the_execution_cap() -> None:
+    lim = Limits(timeout_ms=3000, cpu_time_ms=3000, memory_bytes=-1, output_max_size=1024, max_processes=8,
+                 max_open_files=64, max_file_size=10)
+    specs = [RunSpec("", (), lim)] * 100
+    chunks = _chunks(specs)
+    assert sum(len(c) for c in chunks) == 100 and len(chunks) > 1
+    assert all(sum(s.limits.timeout_ms + 500 for s in c) <= 110_000 for c in chunks)
+    assert _chunks([RunSpec("", (), lim)]) == [[RunSpec("", (), lim)]]
+
+
+def test_fingerprint_hides_the_identifier() -> None:
+    ident = new_identifier()
+    assert ident not in fingerprint(ident) and len(fingerprint(ident)) == 10
