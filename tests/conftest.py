@@ -1,4 +1,8 @@
-"""Shared fixtures: a real gunicorn backend on the local executor."""
+"""Shared fixtures: real gunicorn backends, on the local sandbox and on the session pool.
+
+``client`` is parametrized over both executors, so a suite written against it is one
+conformance suite for both; ``local_client`` is for what only the local sandbox has.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import pytest
 import requests
 
 from backend.testing import ServerProcess
+from emulator.testing import EmulatorProcess
 
 SECRET = "s3cr3t-of-the-service-7f1c"
 
@@ -43,5 +48,30 @@ def local_server() -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="session")
-def client(local_server: ServerProcess) -> Client:
+def local_client(local_server: ServerProcess) -> Client:
     return Client(local_server.url)
+
+
+@pytest.fixture(scope="session")
+def pool_emulator() -> Iterator[EmulatorProcess]:
+    with EmulatorProcess(max_sessions=40, ready_sessions=2) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def pool_server(pool_emulator: EmulatorProcess) -> Iterator[ServerProcess]:
+    env = {"USE_LOCAL_EXECUTOR": "false", "POOL_MANAGEMENT_ENDPOINT": pool_emulator.pool_endpoint,
+           **pool_emulator.identity_env(), "MAX_CONCURRENT_JOBS": "4", "RUN_MEMORY_LIMIT": "-1"}
+    with ServerProcess(env) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pool_client(pool_server: ServerProcess) -> Client:
+    return Client(pool_server.url)
+
+
+@pytest.fixture(scope="session", params=["local", "pool"])
+def client(request: pytest.FixtureRequest) -> Client:
+    """The same suite against each executor."""
+    return request.getfixturevalue(f"{request.param}_client")

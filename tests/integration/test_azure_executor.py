@@ -125,15 +125,15 @@ PROGRAMS = {
 
 
 @pytest.mark.parametrize("name", list(PROGRAMS))
-def test_statuses_equal_the_local_executors(name: str, azure: Backend, client: Any) -> None:
+def test_statuses_equal_the_local_executors(name: str, azure: Backend, local_client: Any) -> None:
     language, code, fields = PROGRAMS[name]
     remote = azure.run(language, code, **fields)["run"]
-    local = client.execute(language, code, **fields)["run"]
+    local = local_client.execute(language, code, **fields)["run"]
     assert comparable(remote) == comparable(local)
 
 
 @pytest.mark.parametrize("language", sorted(set(ECHO_EXIT3) | set(COMPILE_ERROR)))
-def test_every_language_answers_like_the_local_executor(language: str, azure: Backend, client: Any) -> None:
+def test_every_language_answers_like_the_local_executor(language: str, azure: Backend, local_client: Any) -> None:
     offered = {rt["language"] for rt in requests.get(azure.url + "/api/v2/runtimes", timeout=10).json()}
     if language not in offered:
         pytest.skip(f"{language} is not installed here")
@@ -143,7 +143,7 @@ def test_every_language_answers_like_the_local_executor(language: str, azure: Ba
         name, code = programs[language]
         fields = {"files": [{"name": name, "content": code}], "stdin": "world\n"}
         remote = azure.run(language, code, **fields)
-        local = client.execute(language, code, **fields)
+        local = local_client.execute(language, code, **fields)
         assert comparable(remote["run"]) == comparable(local["run"])
         assert ("compile" in remote) == ("compile" in local)
         if "compile" in local:
@@ -165,12 +165,12 @@ JUDGED = [
 
 
 @pytest.mark.parametrize("index", range(len(JUDGED)))
-def test_judge_endpoint_answers_like_the_local_executor(index: int, azure: Backend, client: Any) -> None:
+def test_judge_endpoint_answers_like_the_local_executor(index: int, azure: Backend, local_client: Any) -> None:
     language, code, fields, cases = JUDGED[index]
     body = {"language": language, "version": "*", "files": [{"content": code}],
             "testcases": [{"stdin": i, "expected_output": o} for i, o in cases], **fields}
     remote = requests.post(azure.url + "/api/v2/judge", json=body, timeout=120)
-    local = client.post("/api/v2/judge", body)
+    local = local_client.post("/api/v2/judge", body)
     assert remote.status_code == local.status_code == 200, remote.text
     measured = ("cpu_time", "wall_time", "memory")
 

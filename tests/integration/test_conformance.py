@@ -181,7 +181,9 @@ def test_memory_limit_minus_one_and_limits_accepted(client: Client) -> None:
     assert result["run"]["stdout"] == "2\n"
 
 
-def test_health_reports_sandbox_mode(client: Client) -> None:
+def test_health_and_ready(client: Client) -> None:
     body = client.get("/health").json()
-    assert body["status"] == "ok" and body["executor"] == "local"
-    assert body["sandbox"]["mode"] != "unavailable"
+    assert body["status"] == "ok" and body["executor"] in ("local", "azure-sessions")
+    if body["executor"] == "local":
+        assert body["sandbox"]["mode"] != "unavailable"
+    assert client.get("/ready").status_code == 200

@@ -23,17 +23,17 @@ def sandbox_processes(uids: set[int]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def slot_uids(client: Client) -> set[int]:
+def slot_uids(local_client: Client) -> set[int]:
     """The uids of this server's slots (other services on the machine have their own)."""
-    return {UID_BASE + index for index in client.get("/health").json()["sandbox"]["slots"]}
+    return {UID_BASE + index for index in local_client.get("/health").json()["sandbox"]["slots"]}
 
 
 @pytest.fixture(autouse=True)
-def service_stays_healthy(client: Client, local_server: ServerProcess, slot_uids: set[int]) -> Iterator[None]:
+def service_stays_healthy(local_client: Client, local_server: ServerProcess, slot_uids: set[int]) -> Iterator[None]:
     yield
     assert local_server.proc is not None and local_server.proc.poll() is None, "the service died"
-    assert client.get("/health").status_code == 200
-    assert client.execute("python", "print(6*7)")["run"]["stdout"] == "42\n"
+    assert local_client.get("/health").status_code == 200
+    assert local_client.execute("python", "print(6*7)")["run"]["stdout"] == "42\n"
     # Slots are recycled in the background; give the kill a moment, then nothing may remain.
     deadline = time.monotonic() + 5
     waiting = ("piston-launch", "bwrap", ".launch inner")  # idle sandboxes spawned for the next job
@@ -44,62 +44,62 @@ def service_stays_healthy(client: Client, local_server: ServerProcess, slot_uids
 
 
 @pytest.fixture(scope="module")
-def runtimes(client: Client) -> set[str]:
-    return {rt["language"] for rt in client.get("/api/v2/runtimes").json()}
+def runtimes(local_client: Client) -> set[str]:
+    return {rt["language"] for rt in local_client.get("/api/v2/runtimes").json()}
 
 
-def test_fork_bomb(client: Client) -> None:
+def test_fork_bomb(local_client: Client) -> None:
     code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
-    run = client.execute("python", code, run_timeout=2000)["run"]
+    run = local_client.execute("python", code, run_timeout=2000)["run"]
     assert run["status"] in ("TO", "SG", "RE")
 
 
-def test_bash_fork_bomb(client: Client) -> None:
-    run = client.execute("bash", ":(){ :|:& };:", run_timeout=2000)["run"]
+def test_bash_fork_bomb(local_client: Client) -> None:
+    run = local_client.execute("bash", ":(){ :|:& };:", run_timeout=2000)["run"]
     assert run["status"] is not None or run["code"] != 0 or run["wall_time"] < 2500
 
 
 @pytest.mark.parametrize("language", list(MEMORY_HOG))
-def test_memory_hog_is_stopped_at_the_limit(client: Client, runtimes: set[str], language: str) -> None:
+def test_memory_hog_is_stopped_at_the_limit(local_client: Client, runtimes: set[str], language: str) -> None:
     if language not in runtimes:
         pytest.skip(f"{language} not installed")
     name, code = MEMORY_HOG[language]
     limit = 256 * 1024 * 1024
-    run = client.execute(language, code, name=name, run_memory_limit=limit, run_timeout=3000)["run"]
+    run = local_client.execute(language, code, name=name, run_memory_limit=limit, run_timeout=3000)["run"]
     assert run["status"] in ("SG", "RE", "TO"), run
     assert run["code"] != 0
     assert run["memory"] is not None and run["memory"] <= limit * 1.05
 
 
-def test_infinite_loop(client: Client) -> None:
-    run = client.execute("c", "int main(void){for(;;);}", run_cpu_time=1000)["run"]
+def test_infinite_loop(local_client: Client) -> None:
+    run = local_client.execute("c", "int main(void){for(;;);}", run_cpu_time=1000)["run"]
     assert (run["status"], run["message"]) == ("TO", "Time limit exceeded")
 
 
-def test_sleep_past_timeout(client: Client) -> None:
+def test_sleep_past_timeout(local_client: Client) -> None:
     started = time.monotonic()
-    run = client.execute("bash", "sleep 30", run_timeout=1000)["run"]
+    run = local_client.execute("bash", "sleep 30", run_timeout=1000)["run"]
     assert (run["status"], run["message"]) == ("TO", "Time limit exceeded (wall clock)")
     assert time.monotonic() - started < 5
 
 
-def test_100mb_of_output(client: Client) -> None:
+def test_100mb_of_output(local_client: Client) -> None:
     started = time.monotonic()
-    run = client.execute("c", '#include <stdio.h>\nint main(void){for(int i=0;i<1600000;i++)'
+    run = local_client.execute("c", '#include <stdio.h>\nint main(void){for(int i=0;i<1600000;i++)'
                          'fputs("0123456789012345678901234567890123456789012345678901234567890123\\n",stdout);}')["run"]
     assert run["status"] == "OL" and len(run["stdout"]) == 1048576
     assert time.monotonic() - started < 10
 
 
-def test_writing_a_1gb_file(client: Client) -> None:
-    py = client.execute("python", "f = open('big', 'wb')\nfor _ in range(1024):\n    f.write(b'x' * 1048576)\n")["run"]
+def test_writing_a_1gb_file(local_client: Client) -> None:
+    py = local_client.execute("python", "f = open('big', 'wb')\nfor _ in range(1024):\n    f.write(b'x' * 1048576)\n")["run"]
     assert py["status"] == "RE" and "File too large" in py["stderr"]
-    c = client.execute("c", '#include <stdio.h>\nint main(void){FILE*f=fopen("big","wb");static char b[1<<20];'
+    c = local_client.execute("c", '#include <stdio.h>\nint main(void){FILE*f=fopen("big","wb");static char b[1<<20];'
                        "for(int i=0;i<1024;i++)fwrite(b,1,sizeof b,f);fclose(f);return 0;}")["run"]
     assert (c["status"], c["signal"]) == ("SG", "SIGXFSZ")
 
 
-def test_reading_the_service_environment_and_files(client: Client, local_server: ServerProcess) -> None:
+def test_reading_the_service_environment_and_files(local_client: Client, local_server: ServerProcess) -> None:
     code = f"""
 import os, glob
 found = []
@@ -117,14 +117,14 @@ for path in ['{REPO}/.env', '{REPO}/app.py', '/etc/shadow', '/root', '/tmp/pisto
 print(sorted(os.listdir('/')))
 print('SECRET' if '{SECRET[:6]}' + '{SECRET[6:]}' in ''.join(found) else 'clean')
 """
-    run = client.execute("python", code)["run"]
+    run = local_client.execute("python", code)["run"]
     assert SECRET not in run["output"]
     assert run["stdout"].rstrip().endswith("clean")
     assert f"denied {REPO}/app.py" in run["stdout"]
     assert "denied /etc/shadow" in run["stdout"]
 
 
-def test_network_is_unreachable(client: Client, local_server: ServerProcess) -> None:
+def test_network_is_unreachable(local_client: Client, local_server: ServerProcess) -> None:
     code = f"""
 import socket
 for host, port in [('127.0.0.1', {local_server.port}), ('10.0.0.1', 80), ('1.1.1.1', 53), ('localhost', {local_server.port})]:
@@ -134,11 +134,11 @@ for host, port in [('127.0.0.1', {local_server.port}), ('10.0.0.1', 80), ('1.1.1
     except OSError as e:
         print('blocked', host, type(e).__name__)
 """
-    run = client.execute("python", code)["run"]
+    run = local_client.execute("python", code)["run"]
     assert "CONNECTED" not in run["stdout"] and run["stdout"].count("blocked") == 4, run
 
 
-def test_setsid_daemon_does_not_outlive_its_run(client: Client) -> None:
+def test_setsid_daemon_does_not_outlive_its_run(local_client: Client) -> None:
     code = """
 import os, time
 if os.fork() == 0:
@@ -149,15 +149,15 @@ if os.fork() == 0:
     os._exit(0)
 print('parent done')
 """
-    run = client.execute("python", code)["run"]
+    run = local_client.execute("python", code)["run"]
     assert run["stdout"] == "parent done\n"
     # The autouse fixture asserts that no process of the sandbox uids survives.
 
 
-def test_concurrent_submission_files_are_invisible(client: Client) -> None:
+def test_concurrent_submission_files_are_invisible(local_client: Client) -> None:
     victim = "import time\nopen('secret.txt', 'w').write('victim-data-91')\nprint('written', flush=True)\ntime.sleep(2)"
     results: dict[str, dict] = {}
-    thread = threading.Thread(target=lambda: results.update(victim=client.execute("python", victim)))
+    thread = threading.Thread(target=lambda: results.update(victim=local_client.execute("python", victim)))
     thread.start()
     time.sleep(0.8)
     spy = """
@@ -172,13 +172,13 @@ for pattern in ['/tmp/piston-boxes/*/box/secret.txt', '/box/../*/box/secret.txt'
             pass
 print('LEAK' if any('victim-data-91' in h for h in hits) else 'clean', len(hits))
 """
-    spy_run = client.execute("python", spy)["run"]
+    spy_run = local_client.execute("python", spy)["run"]
     thread.join()
     assert results["victim"]["run"]["stdout"] == "written\n"
     assert spy_run["stdout"].startswith("clean"), spy_run
 
 
-def test_signalling_the_server(client: Client, local_server: ServerProcess) -> None:
+def test_signalling_the_server(local_client: Client, local_server: ServerProcess) -> None:
     assert local_server.proc is not None
     code = f"""
 import os, signal
@@ -189,6 +189,6 @@ for pid in [{local_server.proc.pid}, 1, -1]:
     except OSError as e:
         print('refused', pid, type(e).__name__)
 """
-    run = client.execute("python", code)["run"]
+    run = local_client.execute("python", code)["run"]
     assert f"sent {local_server.proc.pid}" not in run["stdout"]
     # Inside the pid namespace, 1 and -1 only reach the sandbox's own processes.

@@ -36,8 +36,10 @@ def test_accepted_and_wrong_answer_with_summary(client: Client) -> None:
     ("python", "while True: pass", {"run_cpu_time": 1000}, "TLE"),
     ("python", "import time\ntime.sleep(5)", {"run_timeout": 800}, "TLE"),
     ("python", "x = bytearray(512 * 1024 * 1024)\nprint(len(x))", {"run_memory_limit": 64 * 1024 * 1024}, "MLE"),
-    ("c", "#include <stdlib.h>\n#include <stdio.h>\nint main(void){size_t n=512u<<20;volatile char*p=malloc(n);"
-          "for(size_t i=0;i<n;i+=4096)p[i]=1;puts(\"1\");}", {"run_memory_limit": 64 * 1024 * 1024}, "MLE"),
+    # Grows in 1 MiB chunks like real programs: without a cgroup (the session pool) the
+    # allocation that fails comes when the peak is at the limit, which tells MLE apart.
+    ("c", "#include <stdlib.h>\n#include <stdio.h>\nint main(void){for(int k=0;k<512;k++){volatile char*p=malloc(1<<20);"
+          "for(int i=0;i<(1<<20);i+=4096)p[i]=1;}puts(\"1\");}", {"run_memory_limit": 64 * 1024 * 1024}, "MLE"),
     ("python", "raise SystemExit(4)", {}, "RE"),
     ("c", "int main(void){int*p=0;return *p;}", {}, "RE"),
     ("python", "print('x' * 5000)", {"output_max_size": 1000}, "OLE"),

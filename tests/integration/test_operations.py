@@ -18,12 +18,12 @@ CODE_MARK = "code-marker-5e1d"
 STDIN_MARK = "stdin-marker-a9c0"
 
 
-def test_request_id_logs_and_metrics(client: Client, local_server: ServerProcess) -> None:
-    r = client.post("/api/v2/execute", {"language": "python", "version": "*", "stdin": STDIN_MARK,
+def test_request_id_logs_and_metrics(local_client: Client, local_server: ServerProcess) -> None:
+    r = local_client.post("/api/v2/execute", {"language": "python", "version": "*", "stdin": STDIN_MARK,
                                         "files": [{"content": f"# {CODE_MARK}\nprint(input())"}]},
                     headers={"X-Request-ID": "req-42"})
     assert r.status_code == 200 and r.headers["X-Request-ID"] == "req-42"
-    generated = client.get("/health").headers["X-Request-ID"]
+    generated = local_client.get("/health").headers["X-Request-ID"]
     assert len(generated) == 32
     time.sleep(0.2)
     lines = [json.loads(line) for line in local_server.log_path.read_text().splitlines() if line.startswith("{")]
@@ -32,7 +32,7 @@ def test_request_id_logs_and_metrics(client: Client, local_server: ServerProcess
     log_text = local_server.log_path.read_text()
     assert CODE_MARK not in log_text and STDIN_MARK not in log_text
 
-    text = client.get("/metrics").text
+    text = local_client.get("/metrics").text
     assert 'piston_executions_total{executor="local",language="python",status="OK"}' in text
     assert "piston_execution_seconds_bucket" in text and "piston_jobs_inflight" in text
     assert 'piston_http_requests_total{method="POST",route="/api/v2/execute",status="200"}' in text

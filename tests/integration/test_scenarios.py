@@ -20,10 +20,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from emulator.testing import EmulatorProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "test_session_pool.py"
@@ -34,9 +37,11 @@ pytestmark = [
                        reason="the backend (app.py, gunicorn.conf.py) does not exist yet"),
 ]
 
-# name -> environment for the backend the script starts (passed as --env KEY=VALUE).
+# name -> environment for the backend the script starts (passed as --env KEY=VALUE);
+# "pool" gets the endpoint and identity of an emulator started for the test.
 BACKENDS: dict[str, list[str]] = {
     "local": ["USE_LOCAL_EXECUTOR=true"],
+    "pool": ["USE_LOCAL_EXECUTOR=false", "MAX_CONCURRENT_JOBS=8"],
 }
 
 
@@ -67,8 +72,20 @@ def _wait_gone(pid: int, port: int, seconds: float = 10.0) -> bool:
     return False
 
 
-@pytest.mark.parametrize("env", list(BACKENDS.values()), ids=list(BACKENDS))
-def test_default_run_passes(env: list[str], tmp_path: Path) -> None:
+@pytest.fixture
+def backend_env(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    env = list(BACKENDS[request.param])
+    if request.param != "pool":
+        yield env
+        return
+    with EmulatorProcess(max_sessions=40, ready_sessions=2) as emu:
+        yield [*env, f"POOL_MANAGEMENT_ENDPOINT={emu.pool_endpoint}",
+               *(f"{k}={v}" for k, v in emu.identity_env().items())]
+
+
+@pytest.mark.parametrize("backend_env", list(BACKENDS), indirect=True)
+def test_default_run_passes(backend_env: list[str], tmp_path: Path) -> None:
+    env = backend_env
     report_path = tmp_path / "report.json"
     started = time.monotonic()
     done = subprocess.run(
