@@ -109,17 +109,33 @@ def test_output_limits_are_ol_and_el(tmp_path: Path) -> None:
     assert (run["status"], run["message"]) == ("EL", "stderr length exceeded")
 
 
-def test_big_result_goes_through_a_file(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    request = {"inline_max": 3000, "files": [{"name": "main.py", "content": b64("print('y' * 200000)")}],
-               "runs": [{"argv": [PYTHON, "main.py"], "stdin": "", "limits": limits(output_max_size=10**6)}]}
-    request = {"v": 1, "nonce": "bigout", **request, "data_dir": str(data)}
+def _raw_harness(request: dict[str, Any], data: Path, nonce: str) -> str:
+    request = {"v": 1, "nonce": nonce, **request, "data_dir": str(data)}
     data.mkdir()
     proc = subprocess.run([sys.executable, str(HARNESS)], input=json.dumps(request), capture_output=True,
                           text=True, timeout=60, check=True)
-    assert proc.stdout.strip() == "__PISTON__bigout @piston-out-bigout.json"
+    return proc.stdout.strip()
+
+
+def test_big_result_goes_through_a_file(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    code = "import os\nprint(os.urandom(100000).hex())"  # incompressible
+    request = {"inline_max": 3000, "files": [{"name": "main.py", "content": b64(code)}],
+               "runs": [{"argv": [PYTHON, "main.py"], "stdin": "", "limits": limits(output_max_size=10**6)}]}
+    assert _raw_harness(request, data, "bigout") == "__PISTON__bigout @piston-out-bigout.json"
     result = harness.decode_result((data / "piston-out-bigout.json").read_bytes())
-    assert result["runs"][0]["stdout"] == "y" * 200000 + "\n"  # never cut silently
+    assert len(result["runs"][0]["stdout"]) == 200001  # never cut silently
+
+
+def test_big_repetitive_result_comes_back_compressed_inline(tmp_path: Path) -> None:
+    request = {"inline_max": 3000, "files": [{"name": "main.py", "content": b64("print('y' * 200000)")}],
+               "runs": [{"argv": [PYTHON, "main.py"], "stdin": "", "limits": limits(output_max_size=10**6)}]}
+    line = _raw_harness(request, tmp_path / "data", "packed")
+    assert line.startswith("__PISTON__packed z:") and len(line) < 3100
+    reply = harness.parse_reply(line, "packed")
+    assert reply.result is not None and reply.result["runs"][0]["stdout"] == "y" * 200000 + "\n"
+    with pytest.raises(harness.HarnessError, match="corrupt"):
+        harness.parse_reply("__PISTON__packed z:bm90IHpsaWI=", "packed")
 
 
 def test_input_file_is_read_and_removed(tmp_path: Path) -> None:

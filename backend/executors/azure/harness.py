@@ -30,6 +30,7 @@ import hashlib
 import json
 import re
 import secrets
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -162,6 +163,11 @@ def parse_reply(stdout: str, nonce: str) -> Reply:
             if not re.fullmatch(r"piston-out-[0-9a-f]+\.json", name):
                 raise HarnessError(f"unexpected result file name {name!r}")
             return Reply(None, name)
+        if payload.startswith("z:"):
+            try:
+                payload = zlib.decompress(base64.b64decode(payload[2:], validate=True)).decode()
+            except (ValueError, zlib.error) as exc:
+                raise HarnessError(f"the compressed harness result is corrupt: {exc}") from exc
         return Reply(decode_result(payload), None)
     raise HarnessError("the session returned no harness result")
 

@@ -37,12 +37,15 @@ import threading
 import time
 import traceback
 import types
+import zlib
 
 PROTOCOL = 1
 MARK = "__PISTON__"
 KERNEL_PYTHON = "@kernel-python"  # a probe candidate: this interpreter
 READ_CHUNK = 65536
 BACKSTOP_SECONDS = 1.0  # as the local sandbox: the reaper enforces limits, this catches a stuck reaper
+# Cases run at once inside one session when the kernel can give each worker its own uid.
+PARALLEL_RUNS = max(1, min(4, os.cpu_count() or 1))
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 PR_SET_CHILD_SUBREAPER = 36
 UID_RANGE = (30000, 60000)  # inside the 0..65535 a user namespace maps at least
@@ -111,8 +114,12 @@ def _descendants(table: dict[int, tuple[int, int, str]], root: int) -> set[int]:
     return found
 
 
-def kill_leftovers(uids: list[int]) -> int:
-    """SIGKILL every process a submission may have left; reap those that became our children."""
+def kill_leftovers(uids: list[int], *, only_uids: bool = False) -> int:
+    """SIGKILL every process a submission may have left; reap those that became our children.
+
+    ``only_uids``: spare descendants of other uids (root-owned reapers of cases running in
+    parallel); a submission cannot leave processes under another uid than its own.
+    """
     state = _state()
     me = os.getpid()
     killed: set[int] = set()
@@ -121,7 +128,7 @@ def kill_leftovers(uids: list[int]) -> int:
         ours = _descendants(table, me) - state.baseline
         # Zombies that became our children (orphans of a submission): reap, never signal.
         _reap({pid for pid in ours if table[pid][2] == "Z" and table[pid][0] == me})
-        victims = {pid for pid in ours if table[pid][2] != "Z"}
+        victims = {pid for pid in ours if table[pid][2] != "Z" and (not only_uids or table[pid][1] in uids)}
         if not state.subreaper:
             # Without a subreaper, setsid daemons escape the tree; their uid still gives them away.
             victims |= {pid for pid, (_, uid, st) in table.items() if uid in uids and st != "Z" and pid != me}
@@ -206,7 +213,7 @@ def run_stage(box: Box, argv: list[str], stdin: str, limits: dict) -> dict:
     for key, value in box.env().items():
         args += ["-e", f"{key}={value}"]
     outcome = _collect(args, argv, limits, box.uids)
-    box.killed += kill_leftovers(box.uids)
+    box.killed += kill_leftovers(box.uids, only_uids=bool(box.uids))
     return judge(outcome, limits)
 
 
@@ -269,7 +276,9 @@ def _collect(args: list[str], argv: list[str], limits: dict, uids: list[int]) ->
     finally:
         sel.close()
     if outcome["timed_out"] or outcome["overflow"]:
-        kill_leftovers(uids)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()  # this stage's reaper; cases running in parallel keep theirs
+        kill_leftovers(uids, only_uids=bool(uids))
         meta += _drain(meta_r)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)
@@ -429,6 +438,15 @@ class Box:
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def clone(self, uid: int) -> Box:
+        """A copy of the compiled box for a parallel worker, under its own uid."""
+        twin = Box(uid)
+        shutil.copytree(self.box, twin.box, symlinks=True, dirs_exist_ok=True)
+        for root, dirs, files in os.walk(twin.box):
+            for name in dirs + files:
+                os.lchown(os.path.join(root, name), uid, uid)
+        return twin
+
 
 # ---------------------------------------------------------------- cleanup of files
 
@@ -509,6 +527,7 @@ def handle(request: dict, data: str) -> dict:
     scan = [*SCRATCH_DIRS, data]
     before = _entries(scan)
     box = Box(uid)
+    twins: list[Box] = []
     result: dict = {"v": PROTOCOL, "compile": None, "runs": []}
     try:
         for f in request.get("files", []):
@@ -521,22 +540,70 @@ def handle(request: dict, data: str) -> dict:
         compiled = result["compile"] is None or (result["compile"]["status"] is None
                                                  and result["compile"]["code"] == 0)
         check = _matcher(request.get("judge"))
-        for run in request.get("runs", []):
-            stage = result["compile"] if not compiled else run_stage(box, [*run["argv"]], run.get("stdin", ""),
-                                                                     run["limits"])
-            if check is not None:
-                # Judged here, so that a failing case can stop the rest without another round trip.
-                stage = {**stage, "matched": compiled and check(stage, run.get("expected", ""))}
-            result["runs"].append(stage)
-            if check is not None and not stage["matched"] and request["judge"].get("stop_on_first_failure"):
-                break
+        runs = request.get("runs", [])
+        stop = check is not None and bool(request["judge"].get("stop_on_first_failure"))
+        if compiled and not stop and len(runs) > 1 and uid is not None:
+            twins = _twins(box, min(PARALLEL_RUNS, len(runs)) - 1)
+            result["runs"] = _run_parallel([box, *twins], runs, check)
+        else:
+            for run in runs:
+                stage = result["compile"] if not compiled else run_stage(box, [*run["argv"]], run.get("stdin", ""),
+                                                                         run["limits"])
+                if check is not None:
+                    # Judged here, so that a failing case can stop the rest without another round trip.
+                    stage = {**stage, "matched": compiled and check(stage, run.get("expected", ""))}
+                result["runs"].append(stage)
+                if stop and not stage["matched"]:
+                    break
     finally:
+        for twin in twins:
+            box.killed += kill_leftovers(twin.uids) + twin.killed
+            twin.remove()
         box.killed += kill_leftovers(box.uids)
         box.remove()
-        removed = remove_leftovers(before, box.uids)
+        removed = remove_leftovers(before, [uid for b in (box, *twins) for uid in b.uids])
     result["cleanup"] = {"killed": box.killed, "removed": removed}
     result["elapsed_ms"] = int((time.monotonic() - started) * 1000)
     return result
+
+
+def _twins(box: Box, count: int) -> list[Box]:
+    """Copies of the compiled box under fresh uids: each parallel worker needs its own uid, because
+    the cleanup after a stage kills every process of the stage's uid."""
+    state, twins = _state(), []
+    for _ in range(count):
+        uid = _pick_uid()
+        if uid is None:
+            break
+        state.uids.append(uid)
+        twins.append(box.clone(uid))
+    return twins
+
+
+def _run_parallel(boxes: list[Box], runs: list[dict], check) -> list[dict]:  # check: a _matcher() or None
+    """Run the cases on several boxes at once (a judge's cases are independent); results in order."""
+    results: list = [None] * len(runs)
+    pending = iter(range(len(runs)))
+    lock = threading.Lock()
+
+    def work(box: Box) -> None:
+        while True:
+            with lock:
+                index = next(pending, None)
+            if index is None:
+                return
+            run = runs[index]
+            stage = run_stage(box, [*run["argv"]], run.get("stdin", ""), run["limits"])
+            if check is not None:
+                stage = {**stage, "matched": check(stage, run.get("expected", ""))}
+            results[index] = stage
+
+    threads = [threading.Thread(target=work, args=(b,)) for b in boxes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
 
 
 def _matcher(spec: dict | None):  # -> Callable[[dict, str], bool] | None
@@ -614,7 +681,14 @@ def entry(raw: str) -> None:
         result = {"v": PROTOCOL, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-3000:]}
     # Inline: ASCII, so the session's character cap and bytes agree. File: UTF-8, compact.
     text = json.dumps(result, separators=(",", ":"))
-    if len(text) > int(request.get("inline_max", 3000)):
+    inline_max = int(request.get("inline_max", 3000))
+    if len(text) > inline_max:
+        # Results are repetitive JSON (a judge's cases): compressed, most still fit inline and
+        # save the two round trips of the files API.
+        packed = "z:" + base64.b64encode(zlib.compress(text.encode(), 6)).decode()
+        if len(packed) <= inline_max:
+            text = packed
+    if len(text) > inline_max:
         name = f"piston-out-{nonce}.json"
         path = os.path.join(data, name)
         with open(path, "w", encoding="utf-8") as f:
