@@ -247,6 +247,10 @@ def test_429_with_retry_after_is_retried(azure: Backend, emu: EmulatorProcess) -
     assert azure.run("python", "print(1)")["run"]["stdout"] == "1\n"
     assert time.monotonic() - started >= 1
     assert calls(emu) - before == 2
+    metrics = requests.get(azure.url + "/metrics", timeout=10).text
+    assert re.search(r'^piston_executor_upstream_retries\{kind="429"\} [1-9]', metrics, re.M), metrics[-2000:]
+    assert re.search(r'^piston_executor_session_leases\{kind="capacity"\} 4', metrics, re.M)
+    assert re.search(r"^piston_executor_token_fetches [1-9]", metrics, re.M)
 
 
 def test_5xx_and_dropped_connections_are_retried(azure: Backend, emu: EmulatorProcess) -> None:

@@ -36,6 +36,7 @@ def test_request_id_logs_and_metrics(local_client: Client, local_server: ServerP
     assert 'piston_executions_total{executor="local",language="python",status="OK"}' in text
     assert "piston_execution_seconds_bucket" in text and "piston_jobs_inflight" in text
     assert 'piston_http_requests_total{method="POST",route="/api/v2/execute",status="200"}' in text
+    assert 'piston_executor_sandbox_slots{kind="total"} 4.0' in text
 
 
 def test_api_keys_and_cors() -> None:

@@ -123,6 +123,10 @@ class SessionsClient:
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.max_retries = max_retries
+        # For /metrics: retries and final failures by kind ("429", "503", "connection", "timeout"...).
+        self.retries: dict[str, int] = {}
+        self.faults: dict[str, int] = {}
+        self._counts_lock = threading.Lock()
         self._modes = execute_modes(api_version)
         self._mode_index = 0
         self._mode_lock = threading.Lock()
@@ -219,6 +223,7 @@ class SessionsClient:
                 error: SessionsError = SessionsRequestError(f"connecting to {self.host} timed out")
                 cause: BaseException = exc
             except requests.exceptions.ReadTimeout as exc:
+                self._count(self.faults, "timeout")
                 raise SessionsTimeoutError(f"{self.host} did not answer within {read_timeout:g} s ({op})") from exc
             except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
                 error, cause = SessionsRequestError(f"connection to {self.host} failed: {_reason(exc)}"), exc
@@ -231,11 +236,13 @@ class SessionsClient:
                     if error.status == 401 and not refreshed:
                         refreshed = True  # an expired or revoked token: one immediate retry with a new one
                         continue
+            kind = _kind(error)
             if isinstance(error, SessionsPoolFullError):
                 # Back-pressure, not a failure: wait for a session to free up until the deadline
                 # (the last wait is cut short so that the final try lands on it).
                 remaining = 0.0 if deadline is None else deadline - time.monotonic()
                 if remaining < 0.05:
+                    self._count(self.faults, kind)
                     raise error
                 wait = min(_backoff(attempt, error.retry_after), remaining)
             else:
@@ -246,10 +253,16 @@ class SessionsClient:
                 if not retryable or attempt >= max_retries or (deadline is not None and time.monotonic() + wait > deadline):
                     if attempt:
                         log.warning("%s %s: giving up after %d retries: %s", method, route, attempt, error)
+                    self._count(self.faults, kind)
                     raise error from cause
+            self._count(self.retries, kind)
             log.info("%s %s: %s; retry %d in %.2f s", method, route, error, attempt + 1, wait)
             time.sleep(wait)
             attempt += 1
+
+    def _count(self, counter: dict[str, int], kind: str) -> None:
+        with self._counts_lock:
+            counter[kind] = counter.get(kind, 0) + 1
 
     def _execution_output(
         self, response: requests.Response, identifier: str, mode: ExecuteMode, timeout_s: int
@@ -313,6 +326,12 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, min(float(value), RETRY_AFTER_CAP_S))
     except ValueError:
         return None  # an HTTP date: rare enough to fall back to our own backoff
+
+
+def _kind(error: SessionsError) -> str:
+    if isinstance(error, SessionsResponseError):
+        return str(error.status)
+    return "connection"
 
 
 def _backoff(attempt: int, retry_after: float | None) -> float:

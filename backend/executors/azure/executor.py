@@ -194,6 +194,16 @@ class SessionPoolExecutor(Executor):
             },
         }
 
+    def stats(self) -> dict[str, Any]:
+        """For /metrics (piston_executor_*): session leases, upstream retries and faults, token fetches."""
+        client = self._client
+        return {
+            "session_leases": self.leases.stats(),
+            "upstream_retries": dict(client.retries) if client else {},
+            "upstream_faults": dict(client.faults) if client else {},
+            "token_fetches": self.tokens.fetches,
+        }
+
     def ready(self) -> tuple[bool, str]:
         cached = self._ready
         if cached is not None and time.monotonic() - cached[0] < READY_CACHE_S:

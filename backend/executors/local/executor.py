@@ -49,6 +49,10 @@ class LocalExecutor(Executor):
         slots = [slot.index for slot in self.slots.slots] if self.slots else []
         return {"executor": self.name, "sandbox": {**self.probe.to_json(), "slots": slots}}
 
+    def stats(self) -> dict[str, Any]:
+        """For /metrics (piston_executor_*): sandbox slots in total and free right now."""
+        return {"sandbox_slots": self.slots.stats() if self.slots else {"total": 0, "free": 0}}
+
     def ready(self) -> tuple[bool, str]:
         if self.slots is None:
             return False, self.probe.refusal or "sandbox unavailable"

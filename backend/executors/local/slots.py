@@ -77,6 +77,9 @@ class SlotPool:
         except queue.Empty:
             raise Overloaded("timed out waiting for a free sandbox; try again later") from None
 
+    def stats(self) -> dict[str, int]:
+        return {"total": len(self.slots), "free": self._free.qsize()}
+
     def try_acquire(self, count: int) -> list[Slot]:
         """Up to ``count`` slots that are free right now, without waiting (parallel test cases)."""
         taken: list[Slot] = []

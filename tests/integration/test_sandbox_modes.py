@@ -1,0 +1,70 @@
+"""Sandbox modes other than the default, and back-pressure: each through a real gunicorn process."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import requests
+
+from backend.testing import ServerProcess
+
+HELLO = {"language": "python", "version": "*", "files": [{"content": "import os\nprint(os.getuid())"}]}
+
+
+def _post(url: str, body: dict = HELLO) -> requests.Response:
+    return requests.post(url + "/api/v2/execute", json=body, timeout=60)
+
+
+def test_no_isolation_is_refused_unless_allowed() -> None:
+    with ServerProcess({"SANDBOX_MODE": "none", "MAX_CONCURRENT_JOBS": "1"}) as server:
+        health = requests.get(server.url + "/health", timeout=10).json()
+        assert health["sandbox"]["mode"] == "unavailable" and "ALLOW_UNSAFE_SANDBOX" in health["sandbox"]["refused"]
+        assert requests.get(server.url + "/ready", timeout=10).status_code == 503
+        refused = _post(server.url)
+        assert refused.status_code == 503 and "local sandbox unavailable" in refused.json()["message"]
+
+
+def test_uid_mode_without_namespaces_still_separates_and_kills() -> None:
+    # What an unprivileged container offers: per-slot uids and rlimits, no namespaces.
+    with ServerProcess({"SANDBOX_MODE": "uid", "MAX_CONCURRENT_JOBS": "1"}) as server:
+        assert requests.get(server.url + "/health", timeout=10).json()["sandbox"]["mode"].startswith("uid")
+        run = _post(server.url).json()["run"]
+        assert run["code"] == 0 and int(run["stdout"]) >= 60000  # not root, not the service's uid
+        daemon = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n"
+                  "    os._exit(0)\nprint(os.getuid())")
+        uid = _post(server.url, {**HELLO, "files": [{"content": daemon}]}).json()["run"]["stdout"].strip()
+        time.sleep(0.5)
+        # Only the slot's next sandbox, waiting for its job, may run under that uid now.
+        left = subprocess.run(["pgrep", "-a", "-u", uid], capture_output=True, text=True).stdout.splitlines()
+        # (A killed daemon may linger as a zombie until init reaps it: dead, holding nothing.)
+        assert all("piston-launch" in line or "<defunct>" in line for line in left), left
+
+
+def test_full_queue_answers_503_at_once() -> None:
+    env = {"MAX_CONCURRENT_JOBS": "1", "MAX_QUEUED_JOBS": "0", "QUEUE_TIMEOUT": "500"}
+    with ServerProcess(env) as server:
+        slow = {**HELLO, "files": [{"content": "import time\ntime.sleep(1.5)"}]}
+        thread = threading.Thread(target=_post, args=(server.url, slow))
+        thread.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        busy = _post(server.url)
+        elapsed = time.monotonic() - started
+        thread.join()
+        assert busy.status_code == 503 and "queue is full" in busy.json()["message"]
+        assert elapsed < 0.5
+        assert _post(server.url).status_code == 200  # capacity is back
+
+
+def test_waiting_longer_than_the_queue_timeout_answers_503() -> None:
+    env = {"MAX_CONCURRENT_JOBS": "1", "MAX_QUEUED_JOBS": "4", "QUEUE_TIMEOUT": "300"}
+    with ServerProcess(env) as server:
+        slow = {**HELLO, "files": [{"content": "import time\ntime.sleep(1.5)"}]}
+        thread = threading.Thread(target=_post, args=(server.url, slow))
+        thread.start()
+        time.sleep(0.5)
+        waited = _post(server.url)
+        thread.join()
+        assert waited.status_code == 503 and "timed out waiting for a free sandbox" in waited.json()["message"]
