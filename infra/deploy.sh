@@ -39,24 +39,8 @@ Environment:
 EOF
 }
 
-say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
-step() {
-    STEP="$*"
-    printf '\n==> %s\n' "$*" >&2
-}
-die() {
-    say "error in step '$STEP': $*"
-    exit 1
-}
-on_error() {
-    local rc=$?
-    # Report once, from the main shell (command substitutions inherit the trap).
-    if [[ "$BASH_SUBSHELL" -eq 0 ]]; then
-        say "FAILED in step '$STEP' (exit status $rc); nothing after it ran."
-    fi
-    exit "$rc"
-}
-trap on_error ERR
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "${BASH_SOURCE[0]%/*}/lib.sh"
 
 need_value() { # option, value
     [[ -n "${2-}" && "${2-}" != -* ]] || die "option $1 needs a value (see --help)"

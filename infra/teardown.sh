@@ -21,23 +21,8 @@ Options:
 USAGE
 }
 
-say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
-step() {
-    STEP="$*"
-    printf '\n==> %s\n' "$*" >&2
-}
-die() {
-    say "error in step '$STEP': $*"
-    exit 1
-}
-on_error() {
-    local rc=$?
-    if [[ "$BASH_SUBSHELL" -eq 0 ]]; then
-        say "FAILED in step '$STEP' (exit status $rc)"
-    fi
-    exit "$rc"
-}
-trap on_error ERR
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "${BASH_SOURCE[0]%/*}/lib.sh"
 
 RESOURCE_GROUP="${AZURE_RESOURCE_GROUP:-piston-sessions-rg}"
 ASSUME_YES=no

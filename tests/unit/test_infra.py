@@ -628,7 +628,9 @@ def test_script_syntax(script: Path):
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
 def test_scripts_pass_shellcheck():
-    subprocess.run(["shellcheck", str(DEPLOY), str(TEARDOWN), str(INFRA / "docker-entrypoint.sh")], check=True)
+    # -x: follow the scripts' `source` of infra/lib.sh.
+    subprocess.run(["shellcheck", "-x", str(DEPLOY), str(TEARDOWN), str(INFRA / "lib.sh"),
+                    str(INFRA / "docker-entrypoint.sh")], check=True)
 
 
 @pytest.mark.parametrize("script", [DEPLOY, TEARDOWN], ids=["deploy", "teardown"])
@@ -731,7 +733,7 @@ def fake_azure(tmp_path: Path):
     """A copy of the repo's infra files beside a stub smoke test, and a PATH with a fake az."""
     repo = tmp_path / "repo"
     (repo / "infra").mkdir(parents=True)
-    for name in ("deploy.sh", "teardown.sh", "main.bicep", "main.parameters.json"):
+    for name in ("deploy.sh", "teardown.sh", "lib.sh", "main.bicep", "main.parameters.json"):
         shutil.copy2(INFRA / name, repo / "infra" / name)
     (repo / "Dockerfile").write_text("FROM scratch\n")
     (repo / "test_session_pool.py").write_text(SMOKE_STUB)
