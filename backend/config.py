@@ -99,6 +99,9 @@ _TABLE: dict[str, _Option] = {
     "azure_resource_group": _Option("AZURE_RESOURCE_GROUP", "", _str),
     "session_pool_name": _Option("SESSION_POOL_NAME", "", _str),
     "azure_resource_manager_url": _Option("AZURE_RESOURCE_MANAGER_URL", "", _str),
+    # Set by Container Apps for azure-identity, which reads it itself; only its presence is used
+    # here, to pick ManagedIdentityCredential over the slower DefaultAzureCredential chain.
+    "identity_endpoint": _Option("IDENTITY_ENDPOINT", "", _str),
     "sessions_api_version": _Option("SESSIONS_API_VERSION", "2025-10-02-preview", _str),
     "sessions_token_scope": _Option("SESSIONS_TOKEN_SCOPE", "https://dynamicsessions.io/.default", _str),
     "session_strategy": _Option("SESSION_STRATEGY", "reuse", _choice("reuse", "fresh")),
@@ -147,6 +150,7 @@ class Settings:
     azure_resource_group: str
     session_pool_name: str
     azure_resource_manager_url: str
+    identity_endpoint: str
     sessions_api_version: str
     sessions_token_scope: str
     session_strategy: str

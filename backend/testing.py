@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,7 +36,7 @@ class ServerProcess:
         }
         self._timeout = startup_timeout
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"backend-{self.port}.log"
+        self.log_path = Path(tempfile.gettempdir()) / f"backend-{self.port}.log"
 
     def __enter__(self) -> ServerProcess:
         try:

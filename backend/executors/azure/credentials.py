@@ -10,7 +10,6 @@ token fetch except the very first. Tokens are never logged.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -46,9 +45,7 @@ def build_credential(settings: Settings) -> TokenCredential:
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
     client_id = settings.azure_client_id or None
-    # Not a setting of ours: the variable the platform sets for azure-identity, which reads it
-    # itself; only its presence is checked here, to pick the credential class.
-    if os.environ.get("IDENTITY_ENDPOINT"):
+    if settings.identity_endpoint:
         return ManagedIdentityCredential(client_id=client_id)
     return DefaultAzureCredential(managed_identity_client_id=client_id, exclude_interactive_browser_credential=True)
 

@@ -6,7 +6,7 @@
  *       Joins the given cgroups (so nothing the program forks can escape them),
  *       drops to an unprivileged uid/gid, then execs ARGV (bubblewrap).
  *       Started as root by the web worker through a plain exec (vfork-able):
- *       no preexec_fn in the server.
+ *       no Python pre-exec hook in the server.
  *
  *   piston-launch inner -m META_FD -w CTRL_FD
  *       Runs inside the sandbox, started ahead of time so that sandbox set-up
