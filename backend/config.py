@@ -92,6 +92,7 @@ _TABLE: dict[str, _Option] = {
     "sandbox_state_dir": _Option("SANDBOX_STATE_DIR", "/tmp/piston-state", _str),
     "sandbox_uid_base": _Option("SANDBOX_UID_BASE", "60000", _int, 1000),
     "sandbox_tmp_size": _Option("SANDBOX_TMP_SIZE", "67108864", _int, 1048576),
+    "sandbox_box_size": _Option("SANDBOX_BOX_SIZE", "268435456", _int, 1048576),
     "cgroup_name": _Option("SANDBOX_CGROUP_NAME", "piston", _str),
     # -- Azure dynamic sessions
     "pool_management_endpoint": _Option("POOL_MANAGEMENT_ENDPOINT", "", _str),
@@ -144,6 +145,7 @@ class Settings:
     sandbox_state_dir: str
     sandbox_uid_base: int
     sandbox_tmp_size: int
+    sandbox_box_size: int
     cgroup_name: str
     pool_management_endpoint: str
     azure_subscription_id: str

@@ -99,6 +99,15 @@ def test_writing_a_1gb_file(local_client: Client) -> None:
     assert (c["status"], c["signal"]) == ("SG", "SIGXFSZ")
 
 
+def test_many_files_cannot_fill_the_disk(local_client: Client) -> None:
+    # Each file is under RLIMIT_FSIZE; together they exceed the slot's box (SANDBOX_BOX_SIZE, 256 MiB).
+    code = ("import os\nfor i in range(60):\n    with open(f'f{i}', 'wb') as f:\n        f.write(os.urandom(9_000_000))\n"
+            "print('wrote all')")
+    run = local_client.execute("python", code, run_timeout=3000)["run"]
+    assert run["status"] == "RE" and "No space left on device" in run["stderr"], run
+    assert "wrote all" not in run["stdout"]
+
+
 def test_reading_the_service_environment_and_files(local_client: Client, local_server: ServerProcess) -> None:
     code = f"""
 import os, glob

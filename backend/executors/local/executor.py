@@ -40,6 +40,7 @@ class LocalExecutor(Executor):
                 self.probe.plan, count=settings.max_concurrent_jobs, work_dir=settings.sandbox_work_dir,
                 state_dir=settings.sandbox_state_dir, uid_base=settings.sandbox_uid_base,
                 cgroup_name=settings.cgroup_name if self.probe.cgroups else None,
+                box_size=settings.sandbox_box_size if os.geteuid() == 0 else 0,
             )
 
     def runtimes(self) -> list[Runtime]:

@@ -15,6 +15,7 @@ import logging
 import os
 import queue
 import shutil
+import subprocess
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -30,9 +31,10 @@ MAX_SLOT_INDEX = 4096
 class SlotPool:
     def __init__(
         self, plan: SandboxPlan, *, count: int, work_dir: str, state_dir: str,
-        uid_base: int, cgroup_name: str | None,
+        uid_base: int, cgroup_name: str | None, box_size: int = 0,
     ) -> None:
         self.plan = plan
+        self.box_size = box_size
         self._locks: list[int] = []
         self._free: queue.Queue[Slot] = queue.Queue()
         self._warm: dict[int, Future[Sandbox]] = {}
@@ -137,6 +139,8 @@ class SlotPool:
 
     def _prepare_dirs(self, slot: Slot) -> None:
         slot.root.mkdir(parents=True, exist_ok=True)
+        if self.box_size and not os.path.ismount(slot.root):
+            _mount_tmpfs(slot.root, self.box_size)
         os.chmod(slot.root, 0o711)
         for path in (slot.box, slot.io):
             if path.is_symlink() or path.is_file():
@@ -170,12 +174,24 @@ class SlotPool:
             if slot.cgroup is not None:
                 slot.cgroup.kill_all()
                 slot.cgroup.close()
+            if os.path.ismount(slot.root):
+                subprocess.run(["umount", "--lazy", str(slot.root)], check=False, capture_output=True, timeout=30)
             with contextlib.suppress(OSError):
                 shutil.rmtree(slot.root)
         for fd in self._locks:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._locks.clear()
+
+
+def _mount_tmpfs(path: Path, size: int) -> None:
+    """A size-limited tmpfs for the slot: RLIMIT_FSIZE bounds one file, not how many a run writes."""
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0711,nosuid,nodev", "tmpfs", str(path)],
+        check=False, capture_output=True, text=True, timeout=30,
+    )
+    if result.returncode != 0:
+        log.warning("slot %s stays on the host disk (no tmpfs: %s)", path, result.stderr.strip() or result.returncode)
 
 
 def _try_lock(path: Path) -> int | None:
