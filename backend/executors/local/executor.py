@@ -22,7 +22,7 @@ from backend.executors.local.sandbox import Slot
 from backend.executors.local.slots import SlotPool
 from backend.executors.local.toolchains import discover_runtimes
 from backend.models import Limits, Program, RunSpec, StageResult
-from backend.runtimes import Commands, Runtime, build_commands
+from backend.runtimes import Runtime, build_commands
 
 IO_INSIDE = "/.io"  # where the slot's io directory (stdin files) appears in the sandbox
 
@@ -82,7 +82,6 @@ class LocalBox(Box):
         self.slot = slot
         self.program = program
         self.runtime = runtime
-        self.commands: Commands | None = None
         self._stdin_seq = 0
         self._lock = threading.Lock()
 
@@ -90,11 +89,11 @@ class LocalBox(Box):
         for f in self.program.files:
             self._write(f.name, f.content)
         # Run limits are not known yet; commands only use the memory limit for JVM/V8 flags, set per run.
-        self.commands = build_commands(self.runtime, self.program.files, self.program.compile_limits)
-        for old, new in self.commands.renames:
+        commands = build_commands(self.runtime, self.program.files, self.program.compile_limits)
+        for old, new in commands.renames:
             os.replace(self.slot.box / old, self.slot.box / new)
-        if self.commands.compile is not None:
-            self.compile = self._stage(list(self.commands.compile), "", self.program.compile_limits)
+        if commands.compile is not None:
+            self.compile = self._stage(list(commands.compile), "", self.program.compile_limits)
 
     def run_many(self, specs: Sequence[RunSpec]) -> list[StageResult]:
         if not self.compiled_ok:

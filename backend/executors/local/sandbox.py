@@ -28,6 +28,8 @@ BACKSTOP_SECONDS = 1.0
 ETC_PATHS = ("/etc/ld.so.cache", "/etc/alternatives")
 NETWORK_ETC_PATHS = ("/etc/resolv.conf", "/etc/hosts", "/etc/ssl/certs")
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+# The whole environment a submission gets: nothing of the service's reaches it.
+SANDBOX_ENV = {"PATH": SANDBOX_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp", "GOCACHE": "/tmp/.gocache"}
 
 
 @dataclass(frozen=True)
@@ -111,16 +113,10 @@ def sandbox_argv(plan: SandboxPlan, slot: Slot, meta_fd: int, ctrl_fd: int) -> l
         "--ro-bind", str(slot.io), "/.io",
         "--ro-bind", plan.launcher, "/.launch",
         "--chdir", "/box",
-        "--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", "/tmp",
-        "--setenv", "LANG", "C.UTF-8", "--setenv", "TMPDIR", "/tmp", "--setenv", "GOCACHE", "/tmp/.gocache",
+        *[arg for key, value in SANDBOX_ENV.items() for arg in ("--setenv", key, value)],
         "--",
     ]
     return [*argv, "/.launch", *inner[1:]]
-
-
-def _clean_env() -> dict[str, str]:
-    # Nothing of the service's environment reaches the sandbox (bwrap also clears it).
-    return {"PATH": SANDBOX_PATH, "LANG": "C.UTF-8", "HOME": "/tmp", "TMPDIR": "/tmp", "GOCACHE": "/tmp/.gocache"}
 
 
 class Sandbox:
@@ -138,7 +134,7 @@ class Sandbox:
                 sandbox_argv(plan, slot, meta_w, ctrl_r),
                 stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
                 pass_fds=(meta_w, ctrl_r), close_fds=True, start_new_session=True,
-                env=_clean_env(), cwd=str(slot.box),
+                env=SANDBOX_ENV, cwd=str(slot.box),
             )
         finally:
             for fd in (ctrl_r, meta_w, out_w, err_w):
