@@ -122,6 +122,19 @@ def normalize_version(raw: str) -> str:
     return ".".join(parts[:3])
 
 
+
+def probed_runtime(spec: LanguageSpec, probe: dict) -> Runtime | None:
+    """The runtime a toolchain probe found (``backend/runrules.probe_toolchain``; the session
+    harness answers the same fields), or None: no binary, or no version in the command's output."""
+    binaries = probe.get("binaries")
+    match = re.search(spec.version_regex, probe.get("output") or "")
+    if not binaries or probe.get("returncode") != 0 or match is None:
+        return None
+    return Runtime(
+        language=spec.language, version=normalize_version(match.group(1)), aliases=spec.aliases,
+        provider=spec.provider, compiled=spec.compiled, binaries=dict(binaries),
+    )
+
 class RuntimeRegistry:
     """Lookup in Piston's way: exact, case-sensitive name or alias; highest version matching the range."""
 

@@ -305,19 +305,20 @@ def test_probe_request_covers_every_language() -> None:
     [None, "stdout", "stderr"],  # overflow
 )))
 def test_judge_matches_the_local_executor(case: tuple[Any, ...]) -> None:
-    """Same outcome in, same Piston fields out: the harness's judge and local results.to_stage."""
+    """Same outcome in, same Piston fields out: both executors judge through backend/runrules.py.
+
+    One outcome (the fields ``runrules.collect`` returns) goes to the local ``to_stage`` and to the
+    harness's ``judge``; only what each executor adds (how it learns of an OOM kill) may differ.
+    """
     status, cpu_ms, timed_out, killed_by, overflow = case
     lim = Limits(timeout_ms=3000, cpu_time_ms=1000, memory_bytes=-1, output_max_size=100, max_processes=8,
                  max_open_files=64, max_file_size=10)
     cpu_us = None if cpu_ms is None else cpu_ms * 1000
     # A SIGKILL nobody in the sandbox sent: the local cgroup would have seen an OOM kill.
     oom = status == signal.SIGKILL and not killed_by and not timed_out and not overflow
-    local = to_stage(Outcome(stdout=b"o", stderr=b"e", output=b"oe", wait_status=status, cpu_us=cpu_us,
-                             maxrss_kb=None if cpu_us is None else 10, wall_us=5000, timed_out=timed_out,
-                             killed_by=killed_by, overflow=overflow, sandbox_error="boom"),
-                     lim, peak_memory=None, oom_killed=oom)
-    ours = judge({"stdout": b"o", "stderr": b"e", "output": b"oe", "wait_status": status, "cpu_us": cpu_us,
-                  "maxrss_kb": None if cpu_us is None else 10, "wall_us": 5000, "timed_out": timed_out,
-                  "killed_by": killed_by, "overflow": overflow, "error": "boom"},
-                 {**LIMITS, "cpu_time_ms": 1000, "timeout_ms": 3000})
+    outcome = {"stdout": b"o", "stderr": b"e", "output": b"oe", "wait_status": status, "cpu_us": cpu_us,
+               "maxrss_kb": None if cpu_us is None else 10, "wall_us": 5000, "timed_out": timed_out,
+               "killed_by": killed_by, "overflow": overflow, "sandbox_error": "boom"}
+    local = to_stage(Outcome(**outcome), lim, peak_memory=None, oom_killed=oom)
+    ours = judge(outcome, {**LIMITS, "cpu_time_ms": 1000, "timeout_ms": 3000})
     assert ours == {**local.to_json(), "memory_exceeded": local.memory_exceeded}

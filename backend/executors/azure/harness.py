@@ -37,14 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from backend.models import Comparison, Limits, Program, RunSpec, StageResult
-from backend.runtimes import LANGUAGES, Runtime, build_commands, normalize_version
+from backend.runtimes import LANGUAGES, Runtime, build_commands, probed_runtime
 
 HERE = Path(__file__).resolve().parent
 SESSION_SOURCE = (HERE / "harness_session.py").read_text()
 REAPER_SOURCE = (HERE / "reaper_session.py").read_text()
 COMPARE_SOURCE = (HERE.parent.parent / "compare.py").read_text()  # the judge's comparison, stdlib only
+RULES_SOURCE = (HERE.parent.parent / "runrules.py").read_text()  # the run rules, shared with the local executor
 MODULE_NAME = "__piston_harness_" + hashlib.sha256(
-    (SESSION_SOURCE + REAPER_SOURCE + COMPARE_SOURCE).encode()).hexdigest()[:12]
+    (SESSION_SOURCE + REAPER_SOURCE + COMPARE_SOURCE + RULES_SOURCE).encode()).hexdigest()[:12]
 MARK = "__PISTON__"
 KERNEL_PYTHON = "@kernel-python"  # probe candidate standing for the session kernel's sys.executable
 PROTOCOL = 1
@@ -144,6 +145,7 @@ def render_code(request_json: str) -> str:
         f"    _piston = __import__('types').ModuleType({MODULE_NAME!r})\n"
         f"    _piston.REAPER_SOURCE = {REAPER_SOURCE!r}\n"
         f"    _piston.COMPARE_SOURCE = {COMPARE_SOURCE!r}\n"
+        f"    _piston.RULES_SOURCE = {RULES_SOURCE!r}\n"
         f"    exec(compile({SESSION_SOURCE!r}, 'piston_harness_session.py', 'exec'), _piston.__dict__)\n"
         "    __import__('sys').modules[_piston.__name__] = _piston\n"
         f"_piston.entry({request_json!r})\n"
@@ -201,13 +203,7 @@ def runtimes_from_probe(result: dict[str, Any]) -> list[Runtime]:
     found = []
     for item in result.get("probe") or []:
         spec = specs.get(item.get("language"))
-        if spec is None or not item.get("binaries") or item.get("returncode") != 0:
-            continue
-        match = re.search(spec.version_regex, item.get("output") or "")
-        if match is None:
-            continue
-        found.append(Runtime(
-            language=spec.language, version=normalize_version(match.group(1)), aliases=spec.aliases,
-            provider=spec.provider, compiled=spec.compiled, binaries=dict(item["binaries"]),
-        ))
+        runtime = probed_runtime(spec, item) if spec is not None else None
+        if runtime is not None:
+            found.append(runtime)
     return found

@@ -11,10 +11,20 @@ for the session's inline output (the file is in the data dir; the backend downlo
 deletes it). Protocol: see ``harness.py``. Run as a script (``python harness_session.py
 < request.json``) it does the same outside a session, which is how it is unit-tested.
 
-When the kernel runs as root (the emulator's does; whether the managed image's does is not
-documented), programs run as a fresh unprivileged uid per execution: they cannot signal
-the kernel or change system files, and RLIMIT_NPROC counts only their own processes.
-Otherwise they run as the kernel's user, and cleanup is all that separates submissions.
+Isolation, the strongest per-run separation the kernel allows (``info.isolation``, found once):
+
+- ``uid``: the kernel is root (the emulator's ``host`` profile). Programs run as a fresh
+  unprivileged uid per execution: they cannot signal the kernel or change its files, and
+  RLIMIT_NPROC counts only their own processes.
+- ``userns``: the kernel is unprivileged (a real PythonLTS session runs as ``ubuntu``) but may
+  create user namespaces. Each stage runs in namespaces of its own (see ``reaper_session.py``):
+  a read-only file system with a private /tmp, its own pid namespace (nothing outside, the
+  kernel included, can be seen, signalled or traced) and no network.
+- ``none``: programs run as the kernel's own user, with the kernel's file system. They can
+  change what the next submission sees and signal the kernel; the cleanup after each
+  execution (leftover processes killed, files in /tmp and the data dir removed, the writable
+  sys.path dirs and the home dir restored to what they were before the first submission)
+  is as strong as it can be, but the backend must not give this session to another submission.
 """
 
 from __future__ import annotations
@@ -23,11 +33,9 @@ import base64
 import contextlib
 import ctypes
 import json
-import math
 import os
 import re
 import secrets
-import selectors
 import shutil
 import signal
 import subprocess
@@ -42,21 +50,40 @@ import zlib
 PROTOCOL = 1
 MARK = "__PISTON__"
 KERNEL_PYTHON = "@kernel-python"  # a probe candidate: this interpreter
-READ_CHUNK = 65536
-BACKSTOP_SECONDS = 1.0  # as the local sandbox: the reaper enforces limits, this catches a stuck reaper
-# Cases run at once inside one session when the kernel can give each worker its own uid.
+# Cases run at once inside one session when each worker is separated from the others.
 PARALLEL_RUNS = max(1, min(4, os.cpu_count() or 1))
-SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+ISOLATIONS = ("uid", "userns", "none")  # strongest first
+# Tests (script mode) set this to try a weaker path than the kernel allows.
+ISOLATION_CAP_ENV = "PISTON_HARNESS_ISOLATION"
+USERNS_NPROC_KERNEL = (5, 14)  # from this kernel on, RLIMIT_NPROC counts per user namespace
+NS_PROCESSES = 2  # the reaper and the namespace's init, in the program's user namespace
 PR_SET_CHILD_SUBREAPER = 36
 UID_RANGE = (30000, 60000)  # inside the 0..65535 a user namespace maps at least
 SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # world-writable: where a submission can leave files
 IO_PREFIXES = ("piston-in-", "piston-out-")  # request/result files in the data dir
 BOX_PREFIX = "piston-box-"
 
-# Sources of the reaper and of the judge's comparison: set by the backend in this namespace,
-# else read from the repository (script mode).
+# Sources of the run rules, the reaper and the judge's comparison: set by the backend in this
+# namespace, else read from the repository (script mode).
+RULES_SOURCE: str = globals().get("RULES_SOURCE") or ""
 REAPER_SOURCE: str = globals().get("REAPER_SOURCE") or ""
 COMPARE_SOURCE: str = globals().get("COMPARE_SOURCE") or ""
+
+
+def _sibling(relative: str) -> str:
+    """A file next to this one, when run as a script (the backend sends the sources instead)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), relative)) as f:
+        return f.read()
+
+
+def _load_rules() -> types.ModuleType:
+    """backend/runrules.py: the rlimits, the capped read, the meta line, the status and the probe."""
+    module = types.ModuleType("piston_runrules")
+    exec(compile(RULES_SOURCE or _sibling("../../runrules.py"), "runrules.py", "exec"), module.__dict__)
+    return module
+
+
+rules = _load_rules()
 
 
 # ---------------------------------------------------------------- kernel-wide state
@@ -70,6 +97,8 @@ def _state() -> types.SimpleNamespace:
         module.uids = []  # uids handed to submissions so far
         module.subreaper = False
         module.can_drop = None
+        module.isolation = None  # one of ISOLATIONS, found at the first request
+        module.guard = None  # "none": what the writable sys.path dirs and the home dir were at first
         sys.modules[module.__name__] = module
     return module  # type: ignore[return-value]
 
@@ -149,10 +178,11 @@ def _reap(pids: set[int]) -> None:
             os.waitpid(pid, os.WNOHANG)
 
 
-def _pick_uid() -> int | None:
+def _can_drop() -> bool:
+    """Whether this kernel can run a program as another uid (it is root, and setresuid works)."""
     state = _state()
     if os.geteuid() != 0:
-        return None
+        return False
     if state.can_drop is None:
         uid = UID_RANGE[0]
         probe = subprocess.run(
@@ -160,7 +190,11 @@ def _pick_uid() -> int | None:
             capture_output=True, timeout=30, check=False,
         )
         state.can_drop = probe.returncode == 0
-    if not state.can_drop:
+    return state.can_drop
+
+
+def _pick_uid() -> int | None:
+    if isolation() != "uid":
         return None
     busy = {uid for _, uid, _ in _processes().values()}
     for _ in range(100):
@@ -168,6 +202,38 @@ def _pick_uid() -> int | None:
         if uid not in busy:
             return uid
     return None
+
+
+def isolation() -> str:
+    """The strongest separation this kernel allows (one of ISOLATIONS), found once."""
+    state = _state()
+    if state.isolation is None:
+        cap = os.environ.get(ISOLATION_CAP_ENV, "uid")
+        allowed = ISOLATIONS[ISOLATIONS.index(cap):] if cap in ISOLATIONS else ISOLATIONS
+        if "uid" in allowed and _can_drop():
+            state.isolation = "uid"
+        elif "userns" in allowed and _userns_works():
+            state.isolation = "userns"
+        else:
+            state.isolation = "none"
+    return state.isolation
+
+
+USERNS_CHECK = "import os; open('written', 'w').write('x'); print('ok', os.getpid(), os.path.exists('/proc/1/cmdline'))"
+
+
+def _userns_works() -> bool:
+    """Run one real stage in namespaces: the kernel may forbid them (sysctl, AppArmor, seccomp)."""
+    box = Box(None, namespaces=True)
+    try:
+        limits = {"timeout_ms": 10_000, "cpu_time_ms": 10_000, "memory_bytes": -1, "output_max_size": 1024,
+                  "max_processes": 8, "max_open_files": 64, "max_file_size": 1024}
+        stage = run_stage(box, [sys.executable, "-S", "-c", USERNS_CHECK], "", limits)
+        return stage["status"] is None and stage["stdout"] == "ok 2 True\n"
+    except OSError:
+        return False
+    finally:
+        box.remove()
 
 
 def data_dir(request: dict) -> str:
@@ -179,22 +245,23 @@ def data_dir(request: dict) -> str:
 
 # ---------------------------------------------------------------- one stage
 
-def _rlimits(limits: dict, uid: int | None) -> list[str]:
-    # A backstop: the reaper kills at the exact CPU limit; RLIMIT_CPU counts whole seconds.
-    cpu = math.ceil(limits["cpu_time_ms"] / 1000) + 1
-    out = [f"CPU={cpu}:{cpu + 1}", f"FSIZE={limits['max_file_size']}:{limits['max_file_size']}",
-           f"NOFILE={limits['max_open_files']}:{limits['max_open_files']}", "CORE=0:0", "STACK=-1:-1"]
-    if limits["memory_bytes"] > 0:
-        # DATA, not AS: address-space limits break the JVM and V8, which reserve far more than they use.
-        out.append(f"DATA={limits['memory_bytes']}:{limits['memory_bytes']}")
-    if uid is not None:
-        out.append(f"NPROC={limits['max_processes']}:{limits['max_processes']}")
-    elif os.geteuid() != 0:
-        # The count is per uid and we share the kernel's: allow what already runs plus the limit.
-        mine = sum(len(os.listdir(f"/proc/{p}/task")) for p, (_, u, _) in _processes().items()
-                   if u == os.getuid() and os.path.isdir(f"/proc/{p}/task"))
-        out.append(f"NPROC={mine + limits['max_processes']}:{mine + limits['max_processes']}")
-    return out
+def _own_threads() -> int:
+    """Threads running as our uid now: RLIMIT_NPROC counts them against a program that shares it."""
+    return sum(len(os.listdir(f"/proc/{p}/task")) for p, (_, u, _) in _processes().items()
+               if u == os.getuid() and os.path.isdir(f"/proc/{p}/task"))
+
+
+def _nproc_others(box: Box) -> int | None:
+    """What else counts against the program's RLIMIT_NPROC (see runrules.rlimits)."""
+    if box.uid is not None:
+        return 0  # a uid of its own: the reaper runs as root, only the program counts
+    if os.geteuid() == 0:
+        return None  # root: NPROC does not bind
+    release = tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:2])
+    if box.namespaces and release >= USERNS_NPROC_KERNEL:
+        return NS_PROCESSES
+    # The count is per uid and we share the kernel's: allow what already runs plus the limit.
+    return _own_threads()
 
 
 def run_stage(box: Box, argv: list[str], stdin: str, limits: dict) -> dict:
@@ -208,12 +275,17 @@ def run_stage(box: Box, argv: list[str], stdin: str, limits: dict) -> dict:
             "-t", str(limits["timeout_ms"])]
     if box.uid is not None:
         args += ["-u", str(box.uid), "-g", str(box.uid)]
-    for spec in _rlimits(limits, box.uid):
+    if box.namespaces:
+        args += ["-n", "-w", box.box, "-w", box.tmp]
+        for path in (*SCRATCH_DIRS, *([box.data] if box.data else [])):
+            args += ["-h", path]
+    for spec in rules.rlimit_specs(rules.rlimits(limits, memory=True, nproc_others=_nproc_others(box))):
         args += ["-r", spec]
     for key, value in box.env().items():
         args += ["-e", f"{key}={value}"]
     outcome = _collect(args, argv, limits, box.uids)
-    box.killed += kill_leftovers(box.uids, only_uids=bool(box.uids))
+    if not box.namespaces:  # a namespace takes everything in it down with its init
+        box.killed += kill_leftovers(box.uids, only_uids=bool(box.uids))
     return judge(outcome, limits)
 
 
@@ -222,150 +294,49 @@ def _collect(args: list[str], argv: list[str], limits: dict, uids: list[int]) ->
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     args[1] = str(meta_w)
-    outcome: dict = {"timed_out": False, "overflow": None, "wait_status": None}
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-S", "-c", REAPER_SOURCE or _sibling("reaper_session.py"), *args, "--", *argv],
+            [sys.executable, "-S", "-c", (RULES_SOURCE or _sibling("../../runrules.py")) + "\n"
+             + (REAPER_SOURCE or _sibling("reaper_session.py")), *args, "--", *argv],
             stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=(meta_w,), close_fds=True,
-            env={"PATH": SANDBOX_PATH, "LANG": "C.UTF-8"}, cwd="/",
+            env={"PATH": rules.SANDBOX_PATH, "LANG": "C.UTF-8"}, cwd="/",
         )
     finally:
         for fd in (meta_w, out_w, err_w):
             os.close(fd)
-    out, err, combined, meta = bytearray(), bytearray(), bytearray(), bytearray()
-    buffers = {out_r: out, err_r: err, meta_r: meta}
-    cap = limits["output_max_size"]
-    sel = selectors.DefaultSelector()
-    for fd in buffers:
-        os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_READ)
-    # Until the reaper says it forks, allow for its own start-up; then the program's wall limit.
-    deadline = started + limits["timeout_ms"] / 1000 + 10
+
+    def kill() -> None:
+        # This stage's reaper and all below it; cases running in parallel keep theirs.
+        tree = _descendants(_processes(), proc.pid)
+        for pid in (proc.pid, *tree):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        kill_leftovers(uids, only_uids=True)
+
     try:
-        while sel.get_map():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                outcome["timed_out"] = True
-                break
-            for key, _ in sel.select(remaining):
-                try:
-                    chunk = os.read(key.fd, READ_CHUNK)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    sel.unregister(key.fd)
-                    continue
-                buf = buffers[key.fd]
-                if key.fd == meta_r:
-                    if not buf and chunk.startswith(b"S\n"):
-                        # The reaper enforces the limits exactly; this deadline only catches a stuck one.
-                        started = time.monotonic()
-                        deadline = started + limits["timeout_ms"] / 1000 + BACKSTOP_SECONDS
-                        chunk = chunk[2:]
-                    buf += chunk
-                    continue
-                room = cap - len(buf)
-                if len(chunk) > room:
-                    chunk = chunk[:max(room, 0)]
-                    outcome["overflow"] = "stdout" if key.fd == out_r else "stderr"
-                combined += chunk
-                buf += chunk
-            if outcome["overflow"]:
-                break
+        outcome = rules.collect(out_r, err_r, meta_r, output_max_size=limits["output_max_size"],
+                                timeout_ms=limits["timeout_ms"], started=started, kill=kill, start_mark=True)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
     finally:
-        sel.close()
-    if outcome["timed_out"] or outcome["overflow"]:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()  # this stage's reaper; cases running in parallel keep theirs
-        kill_leftovers(uids, only_uids=bool(uids))
-        meta += _drain(meta_r)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
-    for fd in (meta_r, out_r, err_r):
-        os.close(fd)
-    parts = bytes(meta).split()
-    if len(parts) == 6:
-        status, utime, stime, maxrss, wall, killed = (int(p) for p in parts)
-        outcome.update(wait_status=status, cpu_us=utime + stime, maxrss_kb=maxrss, wall_us=wall,
-                       killed_by={1: "cpu", 2: "wall"}.get(killed))
-    else:
-        outcome.update(cpu_us=None, maxrss_kb=None, wall_us=int((time.monotonic() - started) * 1_000_000))
-        if not outcome["timed_out"] and not outcome["overflow"]:
-            outcome["error"] = err.decode("utf-8", "replace").strip()[-500:] or "reaper exited without a result"
-    outcome.update(stdout=bytes(out), stderr=bytes(err), output=bytes(combined))
+        for fd in (meta_r, out_r, err_r):
+            os.close(fd)
     return outcome
 
 
-def _drain(fd: int) -> bytes:
-    data = bytearray()
-    with contextlib.suppress(OSError):
-        while chunk := os.read(fd, READ_CHUNK):
-            data += chunk
-    return bytes(data)
-
-
-def _sibling(relative: str) -> str:
-    """A file next to this one, when run as a script (the backend sends the sources instead)."""
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), relative)) as f:
-        return f.read()
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"SIG{number}"
-
-
 def judge(o: dict, limits: dict) -> dict:
-    """Piston's stage fields from an outcome: the rules of backend/executors/local/results.py.
+    """Piston's stage fields from an outcome: the rules of backend/runrules.py, as locally.
 
     The local executor learns of memory-limit kills from its cgroup's OOM events; here the
     only sign is a SIGKILL that neither the reaper nor the harness sent, which in a session
     can only come from the container's OOM killer. (Under RLIMIT_DATA an allocation simply
     fails, and the judge reads the runtime's message, as it does locally without cgroups.)
     """
-    cpu_ms = o["cpu_us"] // 1000 if o.get("cpu_us") is not None else None
     ws = o.get("wait_status")
     oom = (ws is not None and os.WIFSIGNALED(ws) and os.WTERMSIG(ws) == signal.SIGKILL
            and not o.get("killed_by") and not o["timed_out"] and not o["overflow"])
-    stage = {
-        "stdout": o["stdout"].decode("utf-8", "replace"), "stderr": o["stderr"].decode("utf-8", "replace"),
-        "output": o["output"].decode("utf-8", "replace"), "code": None, "signal": None, "message": None,
-        "status": None, "memory": o["maxrss_kb"] * 1024 if o.get("maxrss_kb") is not None else None,
-        "cpu_time": cpu_ms, "wall_time": o["wall_us"] // 1000 if o.get("wall_us") is not None else None,
-        "memory_exceeded": oom,
-    }
-    over_cpu = cpu_ms is not None and cpu_ms > limits["cpu_time_ms"]
-    if o["overflow"]:
-        _killed(stage, "OL" if o["overflow"] == "stdout" else "EL", f"{o['overflow']} length exceeded")
-    elif o.get("killed_by") == "cpu":
-        _killed(stage, "TO", "Time limit exceeded")
-    elif o.get("killed_by") == "wall" or o["timed_out"]:
-        _killed(stage, "TO", "Time limit exceeded" if over_cpu else "Time limit exceeded (wall clock)")
-    elif ws is None:
-        stage.update(status="XX", message=o.get("error") or "sandbox failure")
-    elif os.WIFSIGNALED(ws):
-        number = os.WTERMSIG(ws)
-        if number == signal.SIGXCPU or (number == signal.SIGKILL and over_cpu and not oom):
-            _killed(stage, "TO", "Time limit exceeded")
-        else:
-            stage.update(signal=_signal_name(number), status="SG", message=f"Caught fatal signal {number}")
-    else:
-        code = os.WEXITSTATUS(ws)
-        if over_cpu:
-            _killed(stage, "TO", "Time limit exceeded")
-        else:
-            stage["code"] = code
-            if code != 0:
-                stage.update(status="RE", message=f"Exited with error status {code}")
-    return stage
-
-
-def _killed(stage: dict, status: str, message: str) -> None:
-    # Piston forces SIGKILL on TO/OL/EL so that clients written before `status` keep working.
-    stage.update(status=status, message=message, signal="SIGKILL", code=None)
+    return rules.stage_fields(o, limits["cpu_time_ms"], peak_memory=None, oom_killed=oom)
 
 
 # ---------------------------------------------------------------- the box
@@ -386,11 +357,17 @@ def _box_parent(uid: int | None) -> str:
 
 
 class Box:
-    """A fresh private directory: ``box`` (the cwd, the program's files), ``tmp`` and ``io`` (stdin)."""
+    """A fresh private directory: ``box`` (the cwd, the program's files), ``tmp`` and ``io`` (stdin).
 
-    def __init__(self, uid: int | None) -> None:
+    ``uid``: the program's own uid ("uid" isolation); ``namespaces``: each stage runs in
+    namespaces of its own ("userns"), where ``data`` (the data dir) is hidden.
+    """
+
+    def __init__(self, uid: int | None, *, namespaces: bool = False, data: str | None = None) -> None:
         self.uid = uid
         self.uids = [uid] if uid is not None else []
+        self.namespaces = namespaces
+        self.data = data
         self.root = os.path.realpath(tempfile.mkdtemp(prefix=BOX_PREFIX, dir=_box_parent(uid)))
         os.chmod(self.root, 0o711)
         self.box = os.path.join(self.root, "box")
@@ -408,7 +385,7 @@ class Box:
             os.chown(path, self.uid, self.uid)
 
     def env(self) -> dict[str, str]:
-        return {"PATH": SANDBOX_PATH, "LANG": "C.UTF-8", "HOME": self.tmp, "TMPDIR": self.tmp,
+        return {"PATH": rules.SANDBOX_PATH, "LANG": "C.UTF-8", "HOME": self.tmp, "TMPDIR": self.tmp,
                 "GOCACHE": os.path.join(self.tmp, ".gocache")}
 
     def reset_tmp(self) -> None:
@@ -438,13 +415,14 @@ class Box:
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def clone(self, uid: int) -> Box:
-        """A copy of the compiled box for a parallel worker, under its own uid."""
-        twin = Box(uid)
+    def clone(self, uid: int | None) -> Box:
+        """A copy of the compiled box for a parallel worker, under its own uid or namespaces."""
+        twin = Box(uid, namespaces=self.namespaces, data=self.data)
         shutil.copytree(self.box, twin.box, symlinks=True, dirs_exist_ok=True)
-        for root, dirs, files in os.walk(twin.box):
-            for name in dirs + files:
-                os.lchown(os.path.join(root, name), uid, uid)
+        if uid is not None:
+            for root, dirs, files in os.walk(twin.box):
+                for name in dirs + files:
+                    os.lchown(os.path.join(root, name), uid, uid)
         return twin
 
 
@@ -508,6 +486,126 @@ def _remove(path: str) -> None:
             os.unlink(path)
 
 
+# ---------------------------------------------------------------- the kernel's own dirs ("none")
+
+def guarded_dirs(skip: list[str]) -> list[str]:
+    """Dirs where a file changes what a later Python program or the kernel does, and that we may write.
+
+    Every dir on the kernel's sys.path and its site dirs (``.pth`` files, ``sitecustomize``,
+    ``usercustomize``, any module a later program imports), the user site, or where it would be
+    created, and the home dir. ``skip``: dirs cleaned otherwise (the data dir, the temp dirs).
+    """
+    import site
+
+    user_site = site.getusersitepackages()
+    ancestor = user_site
+    while not os.path.isdir(ancestor) and os.path.dirname(ancestor) != ancestor:
+        ancestor = os.path.dirname(ancestor)  # a user site a program could create
+    candidates = [p for p in sys.path if p] + list(site.getsitepackages()) + [user_site, ancestor,
+                                                                                os.path.expanduser("~")]
+    skipped = [os.path.realpath(p) for p in skip]
+    found: list[str] = []
+    for path in candidates:
+        path = os.path.realpath(path)
+        inside = any(path == s or path.startswith(s.rstrip("/") + "/") for s in skipped)
+        if path not in found and not inside and os.path.isdir(path) and os.access(path, os.W_OK):
+            found.append(path)
+    return found
+
+
+class Guard:
+    """The guarded dirs as they were before the first submission, and the way back to that.
+
+    Every entry of each dir, and below it for the dirs on sys.path (up to WALK_MAX entries),
+    with copies of the small files at the top of each dir (``.pth`` files, ``sitecustomize.py``,
+    the home dir's dot files). After each execution: what is new goes, what changed is put back
+    from its copy, a changed ``.pyc`` is removed (Python writes it again from its source), and
+    any other change is counted as ``tainted``: it stays, and the session must not be reused.
+    """
+
+    WALK_MAX = 50_000
+    COPY_MAX = 256 * 1024
+    COPIES_MAX = 16 * 2**20
+
+    def __init__(self, skip: list[str]) -> None:
+        home = os.path.realpath(os.path.expanduser("~"))
+        self.roots = [(path, path != home) for path in guarded_dirs(skip)]
+        self.seen = self._scan()
+        self.tainted: set[str] = set()
+        self.copies: dict[str, tuple[int, bytes]] = {}
+        room = self.COPIES_MAX
+        for root, _ in self.roots:
+            with contextlib.suppress(OSError), os.scandir(root) as it:
+                for entry in it:
+                    with contextlib.suppress(OSError):
+                        st = entry.stat(follow_symlinks=False)
+                        if entry.is_file(follow_symlinks=False) and st.st_size <= min(self.COPY_MAX, room):
+                            with open(entry.path, "rb") as f:
+                                self.copies[entry.path] = (st.st_mode & 0o7777, f.read())
+                            room -= st.st_size
+
+    def _scan(self) -> dict[str, tuple[int, ...]]:
+        seen: dict[str, tuple[int, ...]] = {}
+        for root, deep in self.roots:
+            stack, budget = [root], self.WALK_MAX
+            while stack:
+                with contextlib.suppress(OSError), os.scandir(stack.pop()) as it:
+                    for entry in it:
+                        with contextlib.suppress(OSError):
+                            st = entry.stat(follow_symlinks=False)
+                            is_dir = entry.is_dir(follow_symlinks=False)
+                            # A dir's own times change whenever the kernel writes in it: its entries say more.
+                            seen[entry.path] = (st.st_mode, st.st_ino) if is_dir else (
+                                st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns)
+                            budget -= 1
+                            if is_dir and deep and budget > 0:
+                                stack.append(entry.path)
+        return seen
+
+    def restore(self) -> tuple[int, int]:
+        """Undo what changed since the first snapshot: (entries removed or put back, changes left so far)."""
+        now = self._scan()
+        fixed = 0
+        for path in sorted(set(now) - set(self.seen), key=len):
+            if os.path.lexists(path):
+                _remove(path)
+                fixed += 1
+        for path, signature in list(self.seen.items()):
+            if now.get(path) == signature:
+                continue
+            if path in self.copies and self._put_back(path):
+                fixed += 1
+                continue
+            if path.endswith(".pyc"):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                fixed += 1
+                del self.seen[path]
+                continue
+            self.tainted.add(path)
+            if path in now:
+                self.seen[path] = now[path]
+            else:
+                del self.seen[path]
+        return fixed, len(self.tainted)
+
+    def _put_back(self, path: str) -> bool:
+        mode, content = self.copies[path]
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            elif os.path.lexists(path):
+                os.unlink(path)
+            with open(path, "xb") as f:
+                f.write(content)
+            os.chmod(path, mode)
+            st = os.lstat(path)
+        except OSError:
+            return False
+        self.seen[path] = (st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns)
+        return True
+
+
 # ---------------------------------------------------------------- requests
 
 def handle(request: dict, data: str) -> dict:
@@ -516,6 +614,9 @@ def handle(request: dict, data: str) -> dict:
         state.subreaper = _set_subreaper()
     if state.baseline is None:
         state.baseline = _descendants(_processes(), os.getpid())
+    mode = isolation()
+    if mode == "none" and state.guard is None:
+        state.guard = Guard([data, *SCRATCH_DIRS, tempfile.gettempdir()])  # before any submission ran
     if "probe" in request:
         return {"v": PROTOCOL, "probe": probe(request["probe"]), "info": info(data)}
     started = time.monotonic()
@@ -524,11 +625,14 @@ def handle(request: dict, data: str) -> dict:
         state.uids.append(uid)
     # Leftovers of an execution the service interrupted (its harness never got to clean up).
     kill_leftovers(state.uids)
-    scan = [*SCRATCH_DIRS, data]
+    # Where a program can leave files: a fresh uid, in world-writable dirs; the kernel's own uid,
+    # anywhere the kernel may write; in namespaces, nowhere that outlives the stage.
+    scan = {"uid": [*SCRATCH_DIRS, data, *guarded_dirs([])], "none": [*SCRATCH_DIRS, data]}.get(mode, [])
     before = _entries(scan)
-    box = Box(uid)
+    box = Box(uid, namespaces=mode == "userns", data=data)
     twins: list[Box] = []
-    result: dict = {"v": PROTOCOL, "compile": None, "runs": []}
+    result: dict = {"v": PROTOCOL, "compile": None, "runs": [], "isolation": mode}
+    restored = tainted = 0
     try:
         for f in request.get("files", []):
             box.write(f["name"], base64.b64decode(f["content"]))
@@ -542,7 +646,7 @@ def handle(request: dict, data: str) -> dict:
         check = _matcher(request.get("judge"))
         runs = request.get("runs", [])
         stop = check is not None and bool(request["judge"].get("stop_on_first_failure"))
-        if compiled and not stop and len(runs) > 1 and uid is not None:
+        if compiled and not stop and len(runs) > 1 and mode != "none":
             twins = _twins(box, min(PARALLEL_RUNS, len(runs)) - 1)
             result["runs"] = _run_parallel([box, *twins], runs, check)
         else:
@@ -562,20 +666,23 @@ def handle(request: dict, data: str) -> dict:
         box.killed += kill_leftovers(box.uids)
         box.remove()
         removed = remove_leftovers(before, [uid for b in (box, *twins) for uid in b.uids])
-    result["cleanup"] = {"killed": box.killed, "removed": removed}
+        if state.guard is not None:
+            restored, tainted = state.guard.restore()
+    result["cleanup"] = {"killed": box.killed, "removed": removed, "restored": restored, "tainted": tainted}
     result["elapsed_ms"] = int((time.monotonic() - started) * 1000)
     return result
 
 
 def _twins(box: Box, count: int) -> list[Box]:
-    """Copies of the compiled box under fresh uids: each parallel worker needs its own uid, because
-    the cleanup after a stage kills every process of the stage's uid."""
+    """Copies of the compiled box, one per parallel worker: each under a fresh uid (the cleanup after
+    a stage kills every process of the stage's uid) or in namespaces of its own."""
     state, twins = _state(), []
     for _ in range(count):
         uid = _pick_uid()
-        if uid is None:
+        if uid is None and not box.namespaces:
             break
-        state.uids.append(uid)
+        if uid is not None:
+            state.uids.append(uid)
         twins.append(box.clone(uid))
     return twins
 
@@ -626,21 +733,9 @@ def probe(languages: list[dict]) -> list[dict]:
     """For each language: the first existing candidate per role, and its version command's output."""
 
     def one(spec: dict) -> dict:
-        found = {}
-        for role, candidates in spec["binaries"].items():
-            candidates = [sys.executable if c == KERNEL_PYTHON else c for c in candidates]
-            path = next((c for c in candidates if os.access(c, os.X_OK)), None)
-            if path is None:
-                return {"language": spec["language"], "binaries": None}
-            found[role] = path
-        argv = [re.sub(r"^\{(\w+)\}$", lambda m: found[m.group(1)], part) for part in spec["version_cmd"]]
-        try:
-            r = subprocess.run(argv, capture_output=True, timeout=20, check=False,
-                               env={"PATH": SANDBOX_PATH, "HOME": "/tmp", "LANG": "C.UTF-8"})
-            text, code = (r.stdout + r.stderr).decode("utf-8", "replace")[:2000], r.returncode
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            text, code = str(exc), -1
-        return {"language": spec["language"], "binaries": found, "returncode": code, "output": text}
+        binaries = {role: [sys.executable if c == KERNEL_PYTHON else c for c in candidates]
+                    for role, candidates in spec["binaries"].items()}
+        return {"language": spec["language"], **rules.probe_toolchain(binaries, spec["version_cmd"])}
 
     results: list[dict] = [{} for _ in languages]
 
@@ -657,7 +752,8 @@ def probe(languages: list[dict]) -> list[dict]:
 
 def info(data: str) -> dict:
     return {"python": sys.version.split()[0], "executable": sys.executable, "euid": os.geteuid(),
-            "can_drop": _state().can_drop, "subreaper": _state().subreaper, "data_dir": data}
+            "can_drop": _state().can_drop, "subreaper": _state().subreaper, "data_dir": data,
+            "isolation": isolation()}
 
 
 def entry(raw: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import queue
 import shutil
@@ -13,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from backend import runrules
 from backend.config import Settings
 from backend.errors import ExecutorUnavailable
 from backend.executors.base import Box, Executor
@@ -24,6 +24,8 @@ from backend.executors.local.toolchains import discover_runtimes
 from backend.models import Limits, Program, RunSpec, StageResult
 from backend.runtimes import Runtime, build_commands
 
+# NPROC counts per uid: the slot uid also runs bwrap's own processes, and their delayed teardown.
+BWRAP_PROCESSES = 16
 IO_INSIDE = "/.io"  # where the slot's io directory (stdin files) appears in the sandbox
 
 
@@ -173,23 +175,10 @@ class LocalBox(Box):
         )
 
     def _rlimits(self, limits: Limits, slot: Slot) -> dict[str, tuple[int | str, int | str]]:
-        # A backstop: the reaper kills at the exact CPU limit; RLIMIT_CPU counts whole seconds.
-        cpu = math.ceil(limits.cpu_time_ms / 1000) + 1
-        rl: dict[str, tuple[int | str, int | str]] = {
-            "CPU": (cpu, cpu + 1),
-            "FSIZE": (limits.max_file_size, limits.max_file_size),
-            "NOFILE": (limits.max_open_files, limits.max_open_files),
-            "CORE": (0, 0),
-            "STACK": ("inf", "inf"),
-        }
-        if slot.cgroup is None:
-            if limits.memory_bytes > 0:
-                # DATA, not AS: address-space limits break the JVM and V8, which reserve far more than they use.
-                rl["DATA"] = (limits.memory_bytes, limits.memory_bytes)
-            if slot.uid is not None:
-                # Per-uid count; headroom for bwrap's own processes and their delayed teardown.
-                rl["NPROC"] = (limits.max_processes + 16, limits.max_processes + 16)
-        return rl
+        # Without a cgroup, rlimits bound memory and processes (NPROC per slot uid).
+        no_cgroup = slot.cgroup is None
+        return runrules.rlimits(vars(limits), memory=no_cgroup,
+                                nproc_others=BWRAP_PROCESSES if no_cgroup and slot.uid is not None else None)
 
 
 def _clone_box(source: Slot, target: Slot) -> None:

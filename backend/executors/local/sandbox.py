@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import selectors
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend import runrules
 from backend.executors.local.cgroups import SlotCgroup
 
-READ_CHUNK = 65536
-BACKSTOP_SECONDS = 1.0
 # System paths bound read-only when they exist: the loader cache (without it every
 # library lookup walks the default paths) and what the JDK reads from /etc. Each bind
 # is a mount per sandbox, so the list stays short.
@@ -147,8 +145,8 @@ class Sandbox:
         tokens: list[str] = ["-c", str(cpu_ms), "-t", str(wall_ms)]
         if stdin_path is not None:
             tokens += ["-i", stdin_path]
-        for name, (soft, hard) in rlimits.items():
-            tokens += ["-r", f"{name}={soft}:{hard}"]
+        for spec in runrules.rlimit_specs(rlimits):
+            tokens += ["-r", spec]
         tokens += ["--", *argv]
         payload = "\0".join(tokens).encode()
         self._started = time.monotonic()
@@ -161,52 +159,10 @@ class Sandbox:
             self._ctrl_w = -1
 
     def collect(self, *, timeout_ms: int, output_max_size: int) -> Outcome:
-        outcome = Outcome()
-        out, err, combined, meta = bytearray(), bytearray(), bytearray(), bytearray()
-        buffers = {self._out_r: out, self._err_r: err, self._meta_r: meta}
-        sel = selectors.DefaultSelector()
-        for fd in buffers:
-            os.set_blocking(fd, False)
-            sel.register(fd, selectors.EVENT_READ)
-        # The reaper inside enforces the limits exactly; this deadline only catches a stuck sandbox.
-        deadline = self._started + timeout_ms / 1000 + BACKSTOP_SECONDS
-        try:
-            while sel.get_map():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    outcome.timed_out = True
-                    break
-                for key, _ in sel.select(remaining):
-                    try:
-                        chunk = os.read(key.fd, READ_CHUNK)
-                    except BlockingIOError:
-                        continue
-                    if not chunk:
-                        sel.unregister(key.fd)
-                        continue
-                    buf = buffers[key.fd]
-                    if key.fd != self._meta_r:
-                        room = output_max_size - len(buf)
-                        if len(chunk) > room:
-                            chunk = chunk[:max(room, 0)]
-                            outcome.overflow = "stdout" if key.fd == self._out_r else "stderr"
-                        combined += chunk
-                    buf += chunk
-                if outcome.overflow:
-                    break
-        finally:
-            sel.close()
-        if outcome.timed_out or outcome.overflow:
-            self.destroy()
-            # The program may have finished in the same instant; its meta is still worth reading.
-            meta += _drain(self._meta_r)
-        outcome.stdout, outcome.stderr, outcome.output = bytes(out), bytes(err), bytes(combined)
-        _parse_meta(outcome, bytes(meta))
-        if outcome.wall_us is None:  # killed before the reaper could report: the server's clock
-            outcome.wall_us = int((time.monotonic() - self._started) * 1_000_000)
+        fields = runrules.collect(self._out_r, self._err_r, self._meta_r, output_max_size=output_max_size,
+                                  timeout_ms=timeout_ms, started=self._started, kill=self.destroy)
+        outcome = Outcome(**fields)
         self.finished = outcome.wait_status is not None and not outcome.timed_out and not outcome.overflow
-        if outcome.wait_status is None and not outcome.timed_out and not outcome.overflow:
-            outcome.sandbox_error = err.decode("utf-8", "replace").strip()[-500:] or "sandbox exited without a result"
         return outcome
 
     def destroy(self, *, finished: bool = False) -> None:
@@ -241,23 +197,3 @@ class Sandbox:
                     os.close(fd)
                 setattr(self, name, -1)
 
-
-def _drain(fd: int) -> bytes:
-    data = bytearray()
-    with contextlib.suppress(OSError):
-        os.set_blocking(fd, False)
-        while chunk := os.read(fd, READ_CHUNK):
-            data += chunk
-    return bytes(data)
-
-
-def _parse_meta(outcome: Outcome, meta: bytes) -> None:
-    parts = meta.split()
-    if len(parts) != 6:
-        return
-    status, utime, stime, maxrss, wall, killed = (int(p) for p in parts)
-    outcome.killed_by = {1: "cpu", 2: "wall"}.get(killed)
-    outcome.wait_status = status
-    outcome.cpu_us = utime + stime
-    outcome.maxrss_kb = maxrss
-    outcome.wall_us = wall

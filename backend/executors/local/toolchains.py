@@ -1,49 +1,26 @@
-"""Which languages this machine really has, found once at start."""
+"""Which languages this machine really has, found once at start (the probe of ``backend/runrules.py``)."""
 
 from __future__ import annotations
 
 import logging
-import os
-import re
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
-from backend.runtimes import LANGUAGES, LanguageSpec, Runtime, normalize_version
+from backend import runrules
+from backend.runtimes import LANGUAGES, LanguageSpec, Runtime, probed_runtime
 
 log = logging.getLogger(__name__)
 
 
-def _resolve(spec: LanguageSpec) -> dict[str, str] | None:
-    found: dict[str, str] = {}
-    for role, candidates in spec.binaries.items():
-        path = next((c for c in candidates if os.access(c, os.X_OK)), None)
-        if path is None:
-            return None
-        found[role] = path
-    return found
-
-
 def _probe(spec: LanguageSpec) -> Runtime | None:
-    binaries = _resolve(spec)
-    if binaries is None:
+    found = runrules.probe_toolchain({role: list(paths) for role, paths in spec.binaries.items()},
+                                     list(spec.version_cmd))
+    if found["binaries"] is None:
         return None
-    argv = [part.format(**binaries) if part.startswith("{") else part for part in spec.version_cmd]
-    try:
-        result = subprocess.run(
-            argv, capture_output=True, text=True, timeout=20, check=False,
-            env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"},
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        log.warning("%s: version probe failed: %s", spec.language, exc)
-        return None
-    match = re.search(spec.version_regex, result.stdout + result.stderr)
-    if result.returncode != 0 or match is None:
-        log.warning("%s: cannot read its version from %r", spec.language, (result.stdout + result.stderr)[:200])
-        return None
-    return Runtime(
-        language=spec.language, version=normalize_version(match.group(1)), aliases=spec.aliases,
-        provider=spec.provider, compiled=spec.compiled, binaries=binaries,
-    )
+    runtime = probed_runtime(spec, found)
+    if runtime is None:
+        log.warning("%s: cannot read its version (exit %s) from %r", spec.language, found["returncode"],
+                    found["output"][:200])
+    return runtime
 
 
 def discover_runtimes() -> list[Runtime]:
