@@ -7,11 +7,13 @@ stage and cleans up after the submission, exactly as it does inside a dynamic se
 from __future__ import annotations
 
 import base64
+import errno
 import itertools
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,17 +43,22 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def call(request: dict[str, Any], data_dir: Path, *, via_code: bool = False) -> dict[str, Any]:
-    """Run one harness request as the session would; return the decoded result."""
+def call(request: dict[str, Any], data_dir: Path, *, via_code: bool = False,
+         isolation: str | None = None) -> dict[str, Any]:
+    """Run one harness request as the session would; return the decoded result.
+
+    ``isolation``: the strongest path the harness may take (its test knob), else what the kernel allows.
+    """
     request = {"v": 1, "nonce": secrets.token_hex(4), **request, "data_dir": str(data_dir)}
     data_dir.mkdir(exist_ok=True)
+    env = {**os.environ, **({"PISTON_HARNESS_ISOLATION": isolation} if isolation else {})}
     if via_code:
         # Exactly the cell the backend sends, run in a plain interpreter instead of a kernel.
         argv = [sys.executable, "-c", harness.render_code(harness.encode(request))]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, env=env)
     else:
         proc = subprocess.run([sys.executable, str(HARNESS)], input=json.dumps(request),
-                              capture_output=True, text=True, timeout=120, check=False)
+                              capture_output=True, text=True, timeout=120, check=False, env=env)
     assert proc.returncode == 0, proc.stderr
     reply = harness.parse_reply(proc.stdout, request["nonce"])
     if reply.result is not None:
@@ -173,7 +180,8 @@ def test_failed_compile_is_every_run_result(tmp_path: Path) -> None:
     assert result["runs"] == [result["compile"], result["compile"]]
 
 
-def _alive(marker: str) -> list[int]:
+def alive_with(marker: str) -> list[int]:
+    """Pids of live processes whose command line holds ``marker``."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -209,10 +217,10 @@ print("started")
                        "runs": [{"argv": [PYTHON, "main.py"], "stdin": "", "limits": limits()}]}, tmp_path / "data")
         assert result["runs"][0]["stdout"] == "started\n", result
         assert result["cleanup"]["killed"] >= 2
-        assert not _alive(f"sleep {marker}.")
+        assert not alive_with(f"sleep {marker}.")
         assert not os.path.lexists(leak) and not os.path.lexists(leak + ".d")
     finally:
-        for pid in _alive(f"sleep {marker}."):
+        for pid in alive_with(f"sleep {marker}."):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -255,6 +263,78 @@ def test_probe_reports_this_machines_python(tmp_path: Path) -> None:
     runtimes = {rt.language: rt for rt in harness.runtimes_from_probe(result)}
     assert "python" in runtimes and runtimes["python"].binaries["python"].startswith("/")
     assert result["info"]["subreaper"] is True
+
+
+def test_probe_reports_the_isolation(tmp_path: Path) -> None:
+    info = call(harness.probe_request(), tmp_path / "data")["info"]
+    assert info["isolation"] == ("uid" if os.geteuid() == 0 else info["isolation"])
+    assert info["isolation"] in ("uid", "userns", "none")
+    assert call(harness.probe_request(), tmp_path / "data", isolation="none")["info"]["isolation"] == "none"
+
+
+def _userns_or_skip(tmp_path: Path) -> None:
+    info = call(harness.probe_request(), tmp_path / "probe", isolation="userns")["info"]
+    if info["isolation"] != "userns":
+        pytest.skip(f"this kernel refuses user namespaces: {info['isolation_detail']}")
+
+
+NS_VIEW = """
+import json, os, socket, sys
+port, outside = int(sys.argv[1]), int(sys.argv[2])
+seen = {"uid": os.getuid(), "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())}
+for name, path in (("etc", "/etc/piston-ns-test"), ("prefix", os.path.join(sys.base_prefix, "piston-ns-test")),
+                   ("box", "written")):
+    try:
+        open(path, "w").close()
+        seen[name] = "written"
+    except OSError as exc:
+        seen[name] = exc.errno
+try:
+    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    seen["net"] = "connected"
+except OSError:
+    seen["net"] = "unreachable"
+try:
+    os.kill(outside, 0)  # signal 0: only asks whether the process can be reached
+    seen["outside"] = "reachable"
+except OSError:
+    seen["outside"] = "unreachable"
+print(json.dumps(seen))
+"""
+
+
+def test_userns_stage_sees_and_reaches_only_itself(tmp_path: Path) -> None:
+    _userns_or_skip(tmp_path)
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        request = {"files": [{"name": "main.py", "content": b64(NS_VIEW)}],
+                   "runs": [{"argv": [PYTHON, "main.py", str(listener.getsockname()[1]), str(os.getpid())],
+                             "stdin": "", "limits": limits()}]}
+        result = call(request, tmp_path / "data", isolation="userns")
+    finally:
+        listener.close()
+    assert result["isolation"] == "userns"
+    seen = json.loads(result["runs"][0]["stdout"])
+    # Its init and itself; a read-only system; no network; nothing outside its pid namespace.
+    assert seen["pids"] == [1, 2] and seen["uid"] != 0
+    assert (seen["etc"], seen["prefix"], seen["box"]) == (errno.EROFS, errno.EROFS, "written")
+    assert (seen["net"], seen["outside"]) == ("unreachable", "unreachable")
+
+
+def test_userns_path_judges_as_the_uid_path(tmp_path: Path) -> None:
+    """The same cases (exit codes, signals, limits, stdin, parallel runs) give the same fields."""
+    _userns_or_skip(tmp_path)
+    cases = [("import sys\nprint(input()[::-1]); sys.exit(3)", {}), ("import os\nos.kill(os.getpid(), 11)", {}),
+             ("while True: pass", {"cpu_time_ms": 300}), ("import time\ntime.sleep(9)", {"timeout_ms": 300}),
+             ("print('x' * 5000)", {"output_max_size": 100}), ("import os\nos.kill(os.getpid(), 9)", {})]
+    fields = ("stdout", "stderr", "status", "message", "code", "signal", "memory_exceeded")
+    for source, changes in cases:
+        request = {"files": [{"name": "main.py", "content": b64(source)}],
+                   "runs": [{"argv": [PYTHON, "main.py"], "stdin": "abc", "limits": limits(**changes)}] * 2}
+        strong = call(request, tmp_path / "data")
+        ns = call(request, tmp_path / "data", isolation="userns")
+        assert ns["isolation"] == "userns"
+        assert [[r[f] for f in fields] for r in ns["runs"]] == [[r[f] for f in fields] for r in strong["runs"]]
 
 
 def test_rendered_code_builds_commands_and_runs(tmp_path: Path) -> None:

@@ -98,6 +98,7 @@ def _state() -> types.SimpleNamespace:
         module.subreaper = False
         module.can_drop = None
         module.isolation = None  # one of ISOLATIONS, found at the first request
+        module.isolation_detail = None  # why a stronger one was not possible
         module.guard = None  # "none": what the writable sys.path dirs and the home dir were at first
         sys.modules[module.__name__] = module
     return module  # type: ignore[return-value]
@@ -229,11 +230,14 @@ def _userns_works() -> bool:
         limits = {"timeout_ms": 10_000, "cpu_time_ms": 10_000, "memory_bytes": -1, "output_max_size": 1024,
                   "max_processes": 8, "max_open_files": 64, "max_file_size": 1024}
         stage = run_stage(box, [sys.executable, "-S", "-c", USERNS_CHECK], "", limits)
-        return stage["status"] is None and stage["stdout"] == "ok 2 True\n"
-    except OSError:
-        return False
+        if stage["status"] is None and stage["stdout"] == "ok 2 True\n":
+            return True
+        _state().isolation_detail = f"namespaces refused: {stage['status']} {stage['output'][-300:]!r}"
+    except OSError as exc:
+        _state().isolation_detail = f"namespaces refused: {exc}"
     finally:
         box.remove()
+    return False
 
 
 def data_dir(request: dict) -> str:
@@ -264,6 +268,17 @@ def _nproc_others(box: Box) -> int | None:
     return _own_threads()
 
 
+def _covered_runtime(covered: list[str]) -> list[str]:
+    """The kernel's interpreter dirs that lie in a dir the namespaces cover (a venv below /tmp)."""
+    found: list[str] = []
+    real = [os.path.realpath(c).rstrip("/") + "/" for c in covered]
+    for path in (sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))):
+        path = os.path.realpath(path)
+        if any(path.startswith(c) for c in real) and path not in found and os.path.isdir(path):
+            found.append(path)
+    return found
+
+
 def run_stage(box: Box, argv: list[str], stdin: str, limits: dict) -> dict:
     """Run one command in the box; return Piston's stage fields (+ memory_exceeded)."""
     box.reset_tmp()
@@ -277,8 +292,11 @@ def run_stage(box: Box, argv: list[str], stdin: str, limits: dict) -> dict:
         args += ["-u", str(box.uid), "-g", str(box.uid)]
     if box.namespaces:
         args += ["-n", "-w", box.box, "-w", box.tmp]
-        for path in (*SCRATCH_DIRS, *([box.data] if box.data else [])):
+        covered = [*SCRATCH_DIRS, *([box.data] if box.data else [])]
+        for path in covered:
             args += ["-h", path]
+        for path in _covered_runtime(covered):
+            args += ["-k", path]
     for spec in rules.rlimit_specs(rules.rlimits(limits, memory=True, nproc_others=_nproc_others(box))):
         args += ["-r", spec]
     for key, value in box.env().items():
@@ -488,12 +506,13 @@ def _remove(path: str) -> None:
 
 # ---------------------------------------------------------------- the kernel's own dirs ("none")
 
-def guarded_dirs(skip: list[str]) -> list[str]:
+def guarded_dirs(data: str) -> list[str]:
     """Dirs where a file changes what a later Python program or the kernel does, and that we may write.
 
     Every dir on the kernel's sys.path and its site dirs (``.pth`` files, ``sitecustomize``,
     ``usercustomize``, any module a later program imports), the user site, or where it would be
-    created, and the home dir. ``skip``: dirs cleaned otherwise (the data dir, the temp dirs).
+    created, and the home dir. Not the scratch dirs and the data dir (and what is in it), whose
+    new entries go after each execution anyway.
     """
     import site
 
@@ -503,12 +522,13 @@ def guarded_dirs(skip: list[str]) -> list[str]:
         ancestor = os.path.dirname(ancestor)  # a user site a program could create
     candidates = [p for p in sys.path if p] + list(site.getsitepackages()) + [user_site, ancestor,
                                                                                 os.path.expanduser("~")]
-    skipped = [os.path.realpath(p) for p in skip]
+    data = os.path.realpath(data)
+    scratch = [os.path.realpath(p) for p in (*SCRATCH_DIRS, tempfile.gettempdir())]
     found: list[str] = []
     for path in candidates:
         path = os.path.realpath(path)
-        inside = any(path == s or path.startswith(s.rstrip("/") + "/") for s in skipped)
-        if path not in found and not inside and os.path.isdir(path) and os.access(path, os.W_OK):
+        skipped = path in scratch or path == data or path.startswith(data.rstrip("/") + "/")
+        if path not in found and not skipped and os.path.isdir(path) and os.access(path, os.W_OK):
             found.append(path)
     return found
 
@@ -527,9 +547,9 @@ class Guard:
     COPY_MAX = 256 * 1024
     COPIES_MAX = 16 * 2**20
 
-    def __init__(self, skip: list[str]) -> None:
+    def __init__(self, data: str) -> None:
         home = os.path.realpath(os.path.expanduser("~"))
-        self.roots = [(path, path != home) for path in guarded_dirs(skip)]
+        self.roots = [(path, path != home) for path in guarded_dirs(data)]
         self.seen = self._scan()
         self.tainted: set[str] = set()
         self.copies: dict[str, tuple[int, bytes]] = {}
@@ -616,7 +636,7 @@ def handle(request: dict, data: str) -> dict:
         state.baseline = _descendants(_processes(), os.getpid())
     mode = isolation()
     if mode == "none" and state.guard is None:
-        state.guard = Guard([data, *SCRATCH_DIRS, tempfile.gettempdir()])  # before any submission ran
+        state.guard = Guard(data)  # before any submission ran
     if "probe" in request:
         return {"v": PROTOCOL, "probe": probe(request["probe"]), "info": info(data)}
     started = time.monotonic()
@@ -627,11 +647,12 @@ def handle(request: dict, data: str) -> dict:
     kill_leftovers(state.uids)
     # Where a program can leave files: a fresh uid, in world-writable dirs; the kernel's own uid,
     # anywhere the kernel may write; in namespaces, nowhere that outlives the stage.
-    scan = {"uid": [*SCRATCH_DIRS, data, *guarded_dirs([])], "none": [*SCRATCH_DIRS, data]}.get(mode, [])
+    scan = {"uid": [*SCRATCH_DIRS, data, *guarded_dirs(data)], "none": [*SCRATCH_DIRS, data]}.get(mode, [])
     before = _entries(scan)
     box = Box(uid, namespaces=mode == "userns", data=data)
     twins: list[Box] = []
-    result: dict = {"v": PROTOCOL, "compile": None, "runs": [], "isolation": mode}
+    result: dict = {"v": PROTOCOL, "compile": None, "runs": [], "isolation": mode,
+                    "isolation_detail": state.isolation_detail}
     restored = tainted = 0
     try:
         for f in request.get("files", []):
@@ -753,7 +774,7 @@ def probe(languages: list[dict]) -> list[dict]:
 def info(data: str) -> dict:
     return {"python": sys.version.split()[0], "executable": sys.executable, "euid": os.geteuid(),
             "can_drop": _state().can_drop, "subreaper": _state().subreaper, "data_dir": data,
-            "isolation": isolation()}
+            "isolation": isolation(), "isolation_detail": _state().isolation_detail}
 
 
 def entry(raw: str) -> None:

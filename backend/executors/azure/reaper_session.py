@@ -8,7 +8,7 @@ process, with -S and only builtin modules imported before the fork, weighs ~8 MB
 ``backend/runrules.py`` comes first in the source: the meta line and the rlimit specs.
 
 ARGS: ``-m META_FD -i STDIN_PATH -d CWD -c CPU_MS -t WALL_MS [-u UID -g GID] [-r NAME=SOFT:HARD]...
-[-e K=V]... [-n -w DIR... -h DIR...] -- ARGV...`` (no json: importing it would add a megabyte
+[-e K=V]... [-n -w DIR... -h DIR... -k DIR...] -- ARGV...`` (no json: importing it would add a megabyte
 to every measurement). Meta lines: ``S`` right before the fork (the harness starts its
 backstop clock there), then the meta line of ``runrules.meta_line``.
 
@@ -17,8 +17,9 @@ of its own (the unprivileged session). The reaper enters a new user namespace (m
 the kernel's own uid, so the program stays that uid but holds no capability outside), mount,
 pid, network, IPC and UTS namespaces; makes the whole file system read-only except the dirs
 given with ``-w`` (the box); puts an empty tmpfs on each ``-h`` dir (/tmp, /dev/shm, the data
-dir). Its child is pid 1 of the new pid namespace (``_init``): it mounts a /proc of that
-namespace and forks the program. The program cannot see, signal or trace any process
+dir), and shows again, read-only, each ``-k`` dir that one of them covers (the interpreter).
+Its child is pid 1 of the new pid namespace (``_init``): it mounts a /proc of that namespace
+and forks the program. The program cannot see, signal or trace any process
 outside (the kernel included), reach the network, or leave a file anywhere that outlives
 the stage; when it exits, init exits and the kernel kills whatever it left in the namespace.
 """
@@ -41,7 +42,7 @@ SCRATCH_TMPFS = b"mode=1777,size=268435456"  # 256 MiB of the session's memory a
 
 
 def _parse(args):
-    opts = {"r": [], "e": [], "w": [], "h": []}
+    opts = {"r": [], "e": [], "w": [], "h": [], "k": []}
     i = 0
     while i < len(args) and args[i] != "--":
         flag = args[i][1:]
@@ -50,7 +51,7 @@ def _parse(args):
             i += 1
             continue
         value = args[i + 1]
-        if flag in ("r", "e", "w", "h"):
+        if flag in ("r", "e", "w", "h", "k"):
             opts[flag].append(value)
         else:
             opts[flag] = value
@@ -153,7 +154,6 @@ def _isolate(opts):
     ctypes, libc, call = _libc()
     uid, gid = os.getuid(), os.getgid()
     opts["stdin_fd"] = os.open(opts["i"], os.O_RDONLY)  # before /tmp is covered
-    keep = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in opts["w"]]
     call("unshare", CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
     # Inside, the kernel's own ids (a root kernel's as 1000: never root, so exec drops every capability).
     inner_uid, inner_gid = uid or 1000, gid or 1000
@@ -162,14 +162,19 @@ def _isolate(opts):
         with open(f"/proc/self/{name}", "w") as f:
             f.write(text)
     call("mount", None, b"/", None, MS_REC | MS_PRIVATE, None)  # nothing we mount reaches the kernel's view
+    # Handles on the dirs to keep writable, before /tmp is covered (opened in this namespace: a bind
+    # mount's source must be).
+    keep = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY), True) for path in opts["w"]]
+    keep += [(path, os.open(path, os.O_PATH | os.O_DIRECTORY), False) for path in opts["k"]]
     _set_readonly(ctypes, libc, call, "/", True, True)
     for path in sorted(opts["h"], key=len):
         if os.path.isdir(path):
             call("mount", b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, SCRATCH_TMPFS)
-    for path, fd in keep:
+    for path, fd, writable in keep:
         os.makedirs(path, exist_ok=True)
-        call("mount", f"/proc/self/fd/{fd}".encode(), path.encode(), None, MS_BIND, None)
-        _set_readonly(ctypes, libc, call, path, False, False)
+        call("mount", f"/proc/self/fd/{fd}".encode(), path.encode(), None, MS_BIND | MS_REC, None)
+        if writable:
+            _set_readonly(ctypes, libc, call, path, False, False)
         os.close(fd)
     return libc
 

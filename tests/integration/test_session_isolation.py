@@ -1,0 +1,229 @@
+"""Nothing one submission writes or starts reaches the next one on the same session (issue 10).
+
+A long-lived Python process stands in for the session's Jupyter kernel: it executes the
+cells the backend renders (``harness.render_code``) one after another in one interpreter, so
+the harness keeps its state across executions exactly as in a kernel. It runs:
+
+- as root (the emulator's ``host`` profile): isolation ``uid``;
+- as an unprivileged user with a venv of its own under its home dir (a PythonLTS session runs
+  as ``ubuntu`` with its Jupyter venv under /home/ubuntu): isolation ``userns``, and, with the
+  namespaces refused, ``none``.
+
+The hostile submission plants ``sitecustomize.py``, ``usercustomize.py`` and a ``.pth`` file in
+every writable dir on its ``sys.path``, in the kernel's user site and home dir, leaves files in
+/tmp and the data dir and starts a ``setsid`` daemon. The submissions after it must see
+exactly what the one before it saw.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend.executors.azure import harness
+from tests.unit.test_azure_harness import alive_with
+
+UNPRIVILEGED_UID = 61499  # below this worktree set's slot uids, above the harness's 30000..60000
+SYSTEM_PYTHON = "/usr/bin/python3"
+LIMITS = {"timeout_ms": 10_000, "cpu_time_ms": 10_000, "memory_bytes": -1, "output_max_size": 65536,
+          "max_processes": 64, "max_open_files": 256, "max_file_size": 10_000_000}
+DRIVER = """
+import base64, sys
+namespace = {"__name__": "__main__"}
+for line in sys.stdin:
+    exec(base64.b64decode(line).decode(), namespace)
+    sys.stdout.write("\\n__CELL_DONE__\\n")
+    sys.stdout.flush()
+"""
+
+# What a later submission sees: its sys.path, what site imported, any planted file, the data dir.
+OBSERVE = """
+import json, os, sys
+targets = json.loads(sys.stdin.read())
+print(json.dumps({
+    "path": sys.path[1:],  # [0]: the box, another one each time
+    "customize": sorted(m for m in sys.modules if "customize" in m or "planted" in m),
+    "planted": os.environ.get("PLANTED"),
+    "exists": sorted(p for p in targets["files"] if os.path.lexists(p)),
+    "tmp": sorted(n for n in os.listdir("/tmp") if n.startswith("leak-")),
+}))
+"""
+
+PLANT = """
+import json, os, site, subprocess, sys
+targets = json.loads(sys.stdin.read())
+dirs = [p for p in sys.path if p and os.path.isdir(p)] + targets["dirs"] + [site.getusersitepackages()]
+planted = []
+for d in dirs:
+    for name, text in (("sitecustomize.py", "import os\\nos.environ['PLANTED'] = 'sitecustomize'\\n"),
+                       ("usercustomize.py", "import os\\nos.environ['PLANTED'] = 'usercustomize'\\n"),
+                       ("zz-planted.pth", "import os; os.environ['PLANTED'] = 'pth'\\n"),
+                       (".bashrc", "echo planted\\n")):
+        try:
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, name), "a") as f:
+                f.write(text)
+            planted.append(os.path.join(d, name))
+        except OSError:
+            pass
+for path in targets["files"]:
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "w").write("left behind")
+        planted.append(path)
+    except OSError:
+        pass
+subprocess.Popen(["sleep", targets["marker"]], start_new_session=True, stdin=subprocess.DEVNULL,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+if targets["kernel_pid"]:
+    try:
+        os.kill(targets["kernel_pid"], 9)  # the kernel
+        planted.append("kernel")
+    except OSError:
+        pass
+print(json.dumps(planted))
+"""
+
+
+class Kernel:
+    """A stand-in Jupyter kernel: one interpreter that executes the backend's cells in turn."""
+
+    def __init__(self, python: str, data: Path, *, user: int | None = None, env: dict[str, str] | None = None) -> None:
+        argv = [python, "-c", DRIVER]
+        if user is not None:
+            argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+        self.data = data
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **(env or {})}, cwd=str(data))
+
+    def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        request = {"v": 1, "nonce": secrets.token_hex(4), **request, "data_dir": str(self.data)}
+        code = harness.render_code(harness.encode(request))
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(base64.b64encode(code.encode()).decode() + "\n")
+        self.proc.stdin.flush()
+        lines = []
+        while (line := self.proc.stdout.readline()) != "__CELL_DONE__\n":
+            assert line, f"the kernel died: {''.join(lines)}"
+            lines.append(line)
+        reply = harness.parse_reply("".join(lines), request["nonce"])
+        if reply.result is not None:
+            return reply.result
+        path = self.data / str(reply.result_file)
+        result = harness.decode_result(path.read_bytes())
+        path.unlink()
+        return result
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.communicate()
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _run(kernel: Kernel, python: str, source: str, stdin: str) -> dict[str, Any]:
+    request = {"files": [{"name": "main.py", "content": _b64(source)}],
+               "runs": [{"argv": [python, "main.py"], "stdin": stdin, "limits": LIMITS}]}
+    return kernel.call(request)
+
+
+def _as_user(uid: int, *argv: str, home: Path) -> None:
+    subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv], check=True,
+                   env={"PATH": "/usr/bin:/bin", "HOME": str(home)}, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def user_home() -> Iterator[Path]:
+    """An unprivileged user's home with a venv of its own, as in a PythonLTS session."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to play an unprivileged kernel")
+    base = Path(tempfile.mkdtemp(prefix="piston-isolation-"))  # pytest's own temp dir is root's alone
+    base.chmod(0o755)
+    home = base / "home"
+    home.mkdir()
+    os.chown(home, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
+    _as_user(UNPRIVILEGED_UID, SYSTEM_PYTHON, "-m", "venv", "--without-pip", str(home / ".venv"), home=home)
+    yield home
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["uid", "userns", "none"])
+def kernel(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Kernel, str, Path, str]]:
+    """(kernel, python the submissions run, the kernel's home, isolation expected)."""
+    mode = request.param
+    if mode == "uid":
+        if os.geteuid() != 0:
+            pytest.skip("the uid path needs a root kernel")
+        data = tmp_path / "data"
+        data.mkdir()
+        k = Kernel(sys.executable, data, env={"HOME": str(Path.home())})
+        python, home = SYSTEM_PYTHON, Path.home()
+    else:
+        home = request.getfixturevalue("user_home")
+        data = Path(tempfile.mkdtemp(prefix="data-", dir=home.parent))
+        os.chown(data, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
+        env = {"HOME": str(home)}
+        if mode == "none":
+            env["PISTON_HARNESS_ISOLATION"] = "none"  # as where the kernel may not create namespaces
+        python = str(home / ".venv" / "bin" / "python")
+        k = Kernel(python, data, user=UNPRIVILEGED_UID, env=env)
+    try:
+        yield k, python, home, mode
+    finally:
+        k.close()
+
+
+def test_a_hostile_submission_leaves_the_next_ones_unchanged(kernel: tuple[Kernel, str, Path, str]) -> None:
+    k, python, home, mode = kernel
+    marker = f"{1000 + secrets.randbelow(9000)}.{secrets.randbelow(10**6)}"
+    leak = f"leak-{secrets.token_hex(4)}"
+    user_site = subprocess.run([python, "-c", "import site; print(site.getusersitepackages())"], check=True,
+                               capture_output=True, text=True, env={"HOME": str(home)}).stdout.strip()
+    files = [f"/tmp/{leak}", str(k.data / leak), str(home / leak), f"/dev/shm/{leak}"]
+    # Only the "none" path cannot keep a submission from killing the kernel: not tried there.
+    targets = {"dirs": [str(home), user_site], "files": files, "marker": marker,
+               "kernel_pid": None if mode == "none" else k.proc.pid}
+    plants = [os.path.join(d, n) for d in (str(home), user_site) for n in ("sitecustomize.py", "usercustomize.py",
+                                                                           "zz-planted.pth")]
+    observe_stdin = json.dumps({**targets, "files": files + plants})
+    try:
+        before = _run(k, python, OBSERVE, observe_stdin)
+        assert before["isolation"] == mode, before.get("isolation_detail")
+        seen_before = json.loads(before["runs"][0]["stdout"])
+        assert seen_before["planted"] is None and seen_before["exists"] == [] and seen_before["tmp"] == []
+
+        attack = _run(k, python, PLANT, json.dumps(targets))
+        planted = json.loads(attack["runs"][0]["stdout"])
+        if mode == "none":
+            # Running as the kernel's own user with its file system, the plants land (and are undone).
+            assert any(p.endswith(".pth") for p in planted) and str(k.data / leak) in planted, attack
+            assert attack["cleanup"]["restored"] > 0
+        else:
+            # Out of reach: the kernel, and every place that outlives the execution but the scratch dirs.
+            scratch = ("/tmp/", "/dev/shm/", str(k.data) + "/")
+            assert not [p for p in planted if not p.startswith(scratch)], planted
+        assert not alive_with(f"sleep {marker}"), "the setsid daemon outlived its execution"
+
+        for _ in range(2):
+            after = _run(k, python, OBSERVE, observe_stdin)
+            assert json.loads(after["runs"][0]["stdout"]) == seen_before, after
+        for path in files + plants:
+            assert not os.path.lexists(path), path
+        assert after["cleanup"]["tainted"] == 0
+    finally:
+        for pid in alive_with(f"sleep {marker}"):
+            os.kill(pid, signal.SIGKILL)
