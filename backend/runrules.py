@@ -99,13 +99,15 @@ def parse_meta(data: bytes) -> dict | None:
 # ---------------------------------------------------------------- the capped read
 
 def collect(out_fd: int, err_fd: int, meta_fd: int, *, output_max_size: int, timeout_ms: int, started: float,
-            kill, start_mark: bool = False) -> dict:
+            kill, start_mark: bool = False, until_meta: bool = False) -> dict:
     """Read a stage's pipes until they close, the output cap is hit or the backstop deadline passes.
 
     ``kill()`` is called on a cap or deadline; it must end the stage's processes. ``start_mark``:
     the meta stream begins with ``START_MARK`` and the wall clock starts there (until then the
-    reaper gets ``START_GRACE_SECONDS`` to start). Returns the outcome's fields (the local
-    executor's ``Outcome``); the caller closes the fds.
+    reaper gets ``START_GRACE_SECONDS`` to start). ``until_meta``: stop at the meta line (the
+    program has exited) and take what its pipes hold, rather than wait for every process that
+    inherited them (where no namespace ends those with the program). Returns the outcome's
+    fields (the local executor's ``Outcome``); the caller closes the fds.
     """
     import selectors
 
@@ -113,6 +115,24 @@ def collect(out_fd: int, err_fd: int, meta_fd: int, *, output_max_size: int, tim
                      "maxrss_kb": None, "wall_us": None, "killed_by": None, "sandbox_error": None}
     out, err, combined, meta = bytearray(), bytearray(), bytearray(), bytearray()
     buffers = {out_fd: out, err_fd: err, meta_fd: meta}
+
+    def take(fd: int, chunk: bytes) -> None:
+        nonlocal started, deadline
+        buf = buffers[fd]
+        if fd == meta_fd:
+            if start_mark and not buf and chunk.startswith(START_MARK):
+                started = time.monotonic()
+                deadline = started + timeout_ms / 1000 + BACKSTOP_SECONDS
+                chunk = chunk[len(START_MARK):]
+            buf += chunk
+            return
+        room = output_max_size - len(buf)
+        if len(chunk) > room:
+            chunk = chunk[:max(room, 0)]
+            outcome["overflow"] = "stdout" if fd == out_fd else "stderr"
+        combined.extend(chunk)
+        buf += chunk
+
     # kill() may close the fds it owns; the meta written in the kill's last instant is read from a copy.
     meta_copy = os.dup(meta_fd)
     deadline = started + timeout_ms / 1000 + (START_GRACE_SECONDS if start_mark else BACKSTOP_SECONDS)
@@ -134,21 +154,13 @@ def collect(out_fd: int, err_fd: int, meta_fd: int, *, output_max_size: int, tim
                 if not chunk:
                     sel.unregister(key.fd)
                     continue
-                buf = buffers[key.fd]
-                if key.fd == meta_fd:
-                    if start_mark and not buf and chunk.startswith(START_MARK):
-                        started = time.monotonic()
-                        deadline = started + timeout_ms / 1000 + BACKSTOP_SECONDS
-                        chunk = chunk[len(START_MARK):]
-                    buf += chunk
-                    continue
-                room = output_max_size - len(buf)
-                if len(chunk) > room:
-                    chunk = chunk[:max(room, 0)]
-                    outcome["overflow"] = "stdout" if key.fd == out_fd else "stderr"
-                combined += chunk
-                buf += chunk
+                take(key.fd, chunk)
             if outcome["overflow"]:
+                break
+            if until_meta and meta.endswith(b"\n") and parse_meta(bytes(meta)) is not None:
+                for key in list(sel.get_map().values()):
+                    if key.fd != meta_fd and not outcome["overflow"]:
+                        take(key.fd, _drain(key.fd))
                 break
         if outcome["timed_out"] or outcome["overflow"]:
             kill()

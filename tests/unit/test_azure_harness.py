@@ -224,6 +224,27 @@ print("started")
             os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.parametrize("isolation", [None, "userns", "none"])
+def test_a_child_holding_stdout_does_not_hold_the_stage(tmp_path: Path, isolation: str | None) -> None:
+    """The stage ends with the program: a child that keeps its stdout open is a leftover, not a hang
+    (waiting for it would end in the backstop deadline, a TO)."""
+    if isolation == "none" and os.geteuid() == 0:
+        pytest.skip("the none path as root would guard root's own dirs; tested unprivileged in integration")
+    if isolation == "userns":
+        _userns_or_skip(tmp_path)
+    marker = str(1000 + secrets.randbelow(9000))
+    source = f"import subprocess\nsubprocess.Popen(['sleep', '{marker}.25'])\nprint('parent done')\n"
+    request = {"files": [{"name": "main.py", "content": b64(source)}],
+               "runs": [{"argv": [PYTHON, "main.py"], "stdin": "", "limits": limits(timeout_ms=2000)}]}
+    try:
+        run = call(request, tmp_path / "data", isolation=isolation)["runs"][0]
+        assert (run["status"], run["code"], run["stdout"]) == (None, 0, "parent done\n")
+        assert not alive_with(f"sleep {marker}.25")
+    finally:
+        for pid in alive_with(f"sleep {marker}.25"):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="privilege drop needs root")
 def test_runs_as_a_fresh_unprivileged_uid(tmp_path: Path) -> None:
     source = "import os\nprint(os.getuid(), os.getgid(), os.getgroups())\nopen('/etc/piston-test', 'w')\n"

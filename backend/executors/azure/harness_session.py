@@ -334,7 +334,8 @@ def _collect(args: list[str], argv: list[str], limits: dict, uids: list[int]) ->
 
     try:
         outcome = rules.collect(out_r, err_r, meta_r, output_max_size=limits["output_max_size"],
-                                timeout_ms=limits["timeout_ms"], started=started, kill=kill, start_mark=True)
+                                timeout_ms=limits["timeout_ms"], started=started, kill=kill, start_mark=True,
+                                until_meta=True)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
     finally:
