@@ -16,11 +16,17 @@ A request over ``INLINE_INPUT_MAX`` is uploaded as ``piston-in-<nonce>.json`` an
 names it (``{"nonce", "input_file"}``). Result, printed as ``__PISTON__<nonce> <json>`` or
 ``__PISTON__<nonce> @piston-out-<nonce>.json`` (then fetched through the files API)::
 
-    {"v": 1, "compile": STAGE | null, "runs": [STAGE, ...], "cleanup": {"killed", "removed"}, "elapsed_ms"}
+    {"v": 1, "compile": STAGE | null, "runs": [STAGE, ...], "isolation", "isolation_detail",
+     "cleanup": {"killed", "removed", "restored", "tainted"}, "elapsed_ms"}
     STAGE = Piston's stage fields + "memory_exceeded" (+ "matched" when judged; with
             stop_on_first_failure "runs" ends at the first case that did not match)
     {"v": 1, "error": "...", "trace": "..."}          the harness itself failed
     {"v": 1, "probe": [{"language", "binaries", "returncode", "output"}], "info": {...}}
+    info = {"python", "executable", "euid", "can_drop", "subreaper", "data_dir",
+            "isolation": "uid" | "userns" | "none", "isolation_detail": why not stronger | null}
+
+``isolation`` is the strongest per-run separation the session's kernel allows (see
+harness_session.py); a session with ``none`` must not be reused for another submission.
 """
 
 from __future__ import annotations
