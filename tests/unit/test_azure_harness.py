@@ -287,10 +287,14 @@ def test_probe_reports_this_machines_python(tmp_path: Path) -> None:
 
 
 def test_probe_reports_the_isolation(tmp_path: Path) -> None:
-    info = call(harness.probe_request(), tmp_path / "data")["info"]
-    assert info["isolation"] == ("uid" if os.geteuid() == 0 else info["isolation"])
-    assert info["isolation"] in ("uid", "userns", "none")
-    assert call(harness.probe_request(), tmp_path / "data", isolation="none")["info"]["isolation"] == "none"
+    result = call(harness.probe_request(), tmp_path / "data")
+    assert result["info"]["isolation"] == ("uid" if os.geteuid() == 0 else result["info"]["isolation"])
+    assert harness.isolation_from_probe(result) == result["info"]["isolation"] in harness.ISOLATIONS
+    weakest = call(harness.probe_request(), tmp_path / "data", isolation="none")
+    assert harness.isolation_from_probe(weakest) == weakest["info"]["isolation"] == "none"
+    # An answer that does not say (an older harness) is treated as the weakest.
+    assert harness.isolation_from_probe({"v": 1, "probe": [], "info": {}}) == "none"
+    assert harness.isolation_from_probe({"v": 1, "probe": [], "info": {"isolation": "root"}}) == "none"
 
 
 def _userns_or_skip(tmp_path: Path) -> None:

@@ -55,6 +55,7 @@ MODULE_NAME = "__piston_harness_" + hashlib.sha256(
 MARK = "__PISTON__"
 KERNEL_PYTHON = "@kernel-python"  # probe candidate standing for the session kernel's sys.executable
 PROTOCOL = 1
+ISOLATIONS = ("uid", "userns", "none")  # the harness's per-run separation, strongest first
 INLINE_INPUT_MAX = 64 * 1024  # larger requests go up through the files API
 INLINE_RESULT_MAX = 3000  # below the session's 4096-character stdout cap (outputStreamsMaxLength)
 STAGE_OVERHEAD_MS = 500  # reaper start, cleanup and judging per stage
@@ -201,6 +202,14 @@ def stages(result: dict[str, Any], expected_runs: int, *, at_most: bool = False,
                            f"expected {expected_runs}")
     compile_stage = StageResult.from_json(result["compile"]) if result.get("compile") else None
     return compile_stage, [StageResult.from_json(run) for run in runs]
+
+
+def isolation_from_probe(result: dict[str, Any]) -> str:
+    """``info.isolation`` of a probe result: "uid", "userns" or "none" (also for an answer without it,
+    so that a session of unknown isolation is never reused)."""
+    info = result.get("info")
+    value = info.get("isolation") if isinstance(info, dict) else None
+    return value if value in ISOLATIONS else "none"
 
 
 def runtimes_from_probe(result: dict[str, Any]) -> list[Runtime]:
