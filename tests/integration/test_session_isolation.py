@@ -25,29 +25,17 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from backend.executors.azure import harness
+from tests.session_kernel import SYSTEM_PYTHON, UNPRIVILEGED_UID, Kernel, data_dir_of, make_user_home
 from tests.unit.test_azure_harness import alive_with
 
-UNPRIVILEGED_UID = 61499  # below this worktree set's slot uids, above the harness's 30000..60000
-SYSTEM_PYTHON = "/usr/bin/python3"
 LIMITS = {"timeout_ms": 10_000, "cpu_time_ms": 10_000, "memory_bytes": -1, "output_max_size": 65536,
           "max_processes": 64, "max_open_files": 256, "max_file_size": 10_000_000}
-DRIVER = """
-import base64, sys
-namespace = {"__name__": "__main__"}
-for line in sys.stdin:
-    exec(base64.b64decode(line).decode(), namespace)
-    sys.stdout.write("\\n__CELL_DONE__\\n")
-    sys.stdout.flush()
-"""
-
 # What a later submission sees: its sys.path, what site imported, any planted file, the data dir.
 OBSERVE = """
 import json, os, sys
@@ -97,40 +85,6 @@ print(json.dumps(planted))
 """
 
 
-class Kernel:
-    """A stand-in Jupyter kernel: one interpreter that executes the backend's cells in turn."""
-
-    def __init__(self, python: str, data: Path, *, user: int | None = None, env: dict[str, str] | None = None) -> None:
-        argv = [python, "-c", DRIVER]
-        if user is not None:
-            argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
-        self.data = data
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **(env or {})}, cwd=str(data))
-
-    def call(self, request: dict[str, Any]) -> dict[str, Any]:
-        request = {"v": 1, "nonce": secrets.token_hex(4), **request, "data_dir": str(self.data)}
-        code = harness.render_code(harness.encode(request))
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(base64.b64encode(code.encode()).decode() + "\n")
-        self.proc.stdin.flush()
-        lines = []
-        while (line := self.proc.stdout.readline()) != "__CELL_DONE__\n":
-            assert line, f"the kernel died: {''.join(lines)}"
-            lines.append(line)
-        reply = harness.parse_reply("".join(lines), request["nonce"])
-        if reply.result is not None:
-            return reply.result
-        path = self.data / str(reply.result_file)
-        result = harness.decode_result(path.read_bytes())
-        path.unlink()
-        return result
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.communicate()
-
-
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
@@ -141,24 +95,14 @@ def _run(kernel: Kernel, python: str, source: str, stdin: str) -> dict[str, Any]
     return kernel.call(request)
 
 
-def _as_user(uid: int, *argv: str, home: Path) -> None:
-    subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv], check=True,
-                   env={"PATH": "/usr/bin:/bin", "HOME": str(home)}, capture_output=True, timeout=120)
-
-
 @pytest.fixture(scope="module")
 def user_home() -> Iterator[Path]:
     """An unprivileged user's home with a venv of its own, as in a PythonLTS session."""
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         pytest.skip("needs root and setpriv to play an unprivileged kernel")
-    base = Path(tempfile.mkdtemp(prefix="piston-isolation-"))  # pytest's own temp dir is root's alone
-    base.chmod(0o755)
-    home = base / "home"
-    home.mkdir()
-    os.chown(home, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
-    _as_user(UNPRIVILEGED_UID, SYSTEM_PYTHON, "-m", "venv", "--without-pip", str(home / ".venv"), home=home)
+    home = make_user_home()
     yield home
-    shutil.rmtree(base, ignore_errors=True)
+    shutil.rmtree(home.parent, ignore_errors=True)
 
 
 @pytest.fixture(params=["uid", "userns", "none"])
@@ -174,8 +118,7 @@ def kernel(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Ker
         python, home = SYSTEM_PYTHON, Path.home()
     else:
         home = request.getfixturevalue("user_home")
-        data = Path(tempfile.mkdtemp(prefix="data-", dir=home.parent))
-        os.chown(data, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
+        data = data_dir_of(UNPRIVILEGED_UID, home)
         env = {"HOME": str(home)}
         if mode == "none":
             env["PISTON_HARNESS_ISOLATION"] = "none"  # as where the kernel may not create namespaces
