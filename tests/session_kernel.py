@@ -20,8 +20,18 @@ from backend.executors.azure import harness
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 UNPRIVILEGED_UID = 61499  # below this worktree set's slot uids, above the harness's 30000..60000
+# With PISTON_TEST_RUN_DIR, the stand-in also holds what a Jupyter kernel on the ipc transport does
+# (the emulator's pythonlts kernels): a listening unix socket and a connection file, both its own.
 DRIVER = """
-import base64, sys
+import base64, os, socket, sys
+run_dir = os.environ.get("PISTON_TEST_RUN_DIR")
+if run_dir:
+    shell = socket.socket(socket.AF_UNIX)
+    shell.bind(os.path.join(run_dir, "k-shell"))
+    shell.listen()
+    fd = os.open(os.path.join(run_dir, "kernel.json"), os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b'{"key": "the-kernel-key"}')
+    os.close(fd)
 namespace = {"__name__": "__main__"}
 for line in sys.stdin:
     exec(base64.b64decode(line).decode(), namespace)
@@ -38,6 +48,7 @@ class Kernel:
         if user is not None:
             argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
         self.data = data
+        self.run_dir: Path | None = None  # where it keeps its socket and connection file, if it does
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **(env or {})}, cwd=str(data))
 

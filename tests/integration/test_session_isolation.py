@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,18 @@ for path in targets["files"]:
         pass
 subprocess.Popen(["sleep", targets["marker"]], start_new_session=True, stdin=subprocess.DEVNULL,
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+try:
+    key = open(targets["connection_file"]).read()
+    if key:
+        planted.append("key: " + key)
+except OSError:
+    pass
+try:
+    import socket
+    socket.socket(socket.AF_UNIX).connect(targets["socket"])
+    planted.append("connected")
+except OSError:
+    pass
 if targets["kernel_pid"]:
     try:
         os.kill(targets["kernel_pid"], 9)  # the kernel
@@ -109,25 +122,31 @@ def user_home() -> Iterator[Path]:
 def kernel(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Kernel, str, Path, str]]:
     """(kernel, python the submissions run, the kernel's home, isolation expected)."""
     mode = request.param
+    if os.geteuid() != 0 or not os.access("/run", os.W_OK):
+        pytest.skip("needs root: the kernels' run dirs are in /run")
+    # Where the kernel keeps its socket and connection file: /run, as the emulator's /run/jupyter.
+    run_dir = Path(tempfile.mkdtemp(prefix="piston-test-kernel-", dir="/run"))
+    run_dir.chmod(0o755)
     if mode == "uid":
-        if os.geteuid() != 0:
-            pytest.skip("the uid path needs a root kernel")
         data = tmp_path / "data"
         data.mkdir()
-        k = Kernel(sys.executable, data, env={"HOME": str(Path.home())})
+        k = Kernel(sys.executable, data, env={"HOME": str(Path.home()), "PISTON_TEST_RUN_DIR": str(run_dir)})
         python, home = SYSTEM_PYTHON, Path.home()
     else:
         home = request.getfixturevalue("user_home")
         data = data_dir_of(UNPRIVILEGED_UID, home)
-        env = {"HOME": str(home)}
+        os.chown(run_dir, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
+        env = {"HOME": str(home), "PISTON_TEST_RUN_DIR": str(run_dir)}
         if mode == "none":
             env["PISTON_HARNESS_ISOLATION"] = "none"  # as where the kernel may not create namespaces
         python = str(home / ".venv" / "bin" / "python")
         k = Kernel(python, data, user=UNPRIVILEGED_UID, env=env)
+    k.run_dir = run_dir
     try:
         yield k, python, home, mode
     finally:
         k.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def test_a_hostile_submission_leaves_the_next_ones_unchanged(kernel: tuple[Kernel, str, Path, str]) -> None:
@@ -139,7 +158,8 @@ def test_a_hostile_submission_leaves_the_next_ones_unchanged(kernel: tuple[Kerne
     files = [f"/tmp/{leak}", str(k.data / leak), str(home / leak), f"/dev/shm/{leak}"]
     # Only the "none" path cannot keep a submission from killing the kernel: not tried there.
     targets = {"dirs": [str(home), user_site], "files": files, "marker": marker,
-               "kernel_pid": None if mode == "none" else k.proc.pid}
+               "kernel_pid": None if mode == "none" else k.proc.pid,
+               "connection_file": str(k.run_dir / "kernel.json"), "socket": str(k.run_dir / "k-shell")}
     plants = [os.path.join(d, n) for d in (str(home), user_site) for n in ("sitecustomize.py", "usercustomize.py",
                                                                            "zz-planted.pth")]
     observe_stdin = json.dumps({**targets, "files": files + plants})
@@ -154,9 +174,12 @@ def test_a_hostile_submission_leaves_the_next_ones_unchanged(kernel: tuple[Kerne
         if mode == "none":
             # Running as the kernel's own user with its file system, the plants land (and are undone).
             assert any(p.endswith(".pth") for p in planted) and str(k.data / leak) in planted, attack
+            # What "none" cannot stop: the kernel's own user reads its key and reaches its sockets.
+            assert "connected" in planted and 'key: {"key": "the-kernel-key"}' in planted
             assert attack["cleanup"]["restored"] > 0
         else:
-            # Out of reach: the kernel, and every place that outlives the execution but the scratch dirs.
+            # Out of reach: the kernel (its pid, key and sockets), and every place that outlives the
+            # execution but the scratch dirs.
             scratch = ("/tmp/", "/dev/shm/", str(k.data) + "/")
             assert not [p for p in planted if not p.startswith(scratch)], planted
         assert not alive_with(f"sleep {marker}"), "the setsid daemon outlived its execution"

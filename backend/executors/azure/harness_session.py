@@ -38,6 +38,7 @@ import re
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -268,6 +269,30 @@ def _nproc_others(box: Box) -> int | None:
     return _own_threads()
 
 
+def kernel_endpoints() -> list[str]:
+    """The kernel's own unix sockets (ZMQ's ipc transport, as in the emulator) and connection file
+    (the key that signs its messages): what a program sharing the kernel's uid could use to make the
+    kernel run code. Sockets bound in our network namespace and owned by us, from /proc/net/unix."""
+    found: list[str] = []
+    with contextlib.suppress(OSError), open("/proc/net/unix") as f:
+        for line in f.read().splitlines()[1:]:
+            parts = line.split()
+            path = parts[7] if len(parts) >= 8 else ""
+            with contextlib.suppress(OSError):
+                if path.startswith("/") and os.lstat(path).st_uid == os.geteuid() and stat.S_ISSOCK(
+                        os.lstat(path).st_mode) and path not in found:
+                    found.append(path)
+    connect = sys.modules.get("ipykernel.connect")  # a Jupyter kernel has it loaded; never imported here
+    if connect is not None:
+        with contextlib.suppress(Exception):
+            found.append(os.path.realpath(connect.get_connection_file()))
+    for d in {os.path.dirname(p) for p in found}:
+        with contextlib.suppress(OSError):
+            found += [os.path.join(d, n) for n in os.listdir(d)
+                      if n.startswith("kernel") and n.endswith(".json") and os.path.join(d, n) not in found]
+    return found
+
+
 def _covered_runtime(covered: list[str]) -> list[str]:
     """The kernel's interpreter dirs that lie in a dir the namespaces cover (a venv below /tmp)."""
     found: list[str] = []
@@ -297,6 +322,8 @@ def run_stage(box: Box, argv: list[str], stdin: str, limits: dict) -> dict:
             args += ["-h", path]
         for path in _covered_runtime(covered):
             args += ["-k", path]
+        for path in box.masked:
+            args += ["-x", path]
     for spec in rules.rlimit_specs(rules.rlimits(limits, memory=True, nproc_others=_nproc_others(box))):
         args += ["-r", spec]
     for key, value in box.env().items():
@@ -387,6 +414,7 @@ class Box:
         self.uids = [uid] if uid is not None else []
         self.namespaces = namespaces
         self.data = data
+        self.masked = kernel_endpoints() if namespaces else []
         self.root = os.path.realpath(tempfile.mkdtemp(prefix=BOX_PREFIX, dir=_box_parent(uid)))
         os.chmod(self.root, 0o711)
         self.box = os.path.join(self.root, "box")

@@ -8,7 +8,7 @@ process, with -S and only builtin modules imported before the fork, weighs ~8 MB
 ``backend/runrules.py`` comes first in the source: the meta line and the rlimit specs.
 
 ARGS: ``-m META_FD -i STDIN_PATH -d CWD -c CPU_MS -t WALL_MS [-u UID -g GID] [-r NAME=SOFT:HARD]...
-[-e K=V]... [-n -w DIR... -h DIR... -k DIR...] -- ARGV...`` (no json: importing it would add a megabyte
+[-e K=V]... [-n -w DIR... -h DIR... -k DIR... -x PATH...] -- ARGV...`` (no json: importing it would add a megabyte
 to every measurement). Meta lines: ``S`` right before the fork (the harness starts its
 backstop clock there), then the meta line of ``runrules.meta_line``.
 
@@ -17,7 +17,9 @@ of its own (the unprivileged session). The reaper enters a new user namespace (m
 the kernel's own uid, so the program stays that uid but holds no capability outside), mount,
 pid, network, IPC and UTS namespaces; makes the whole file system read-only except the dirs
 given with ``-w`` (the box); puts an empty tmpfs on each ``-h`` dir (/tmp, /dev/shm, the data
-dir), and shows again, read-only, each ``-k`` dir that one of them covers (the interpreter).
+dir), shows again, read-only, each ``-k`` dir that one of them covers (the interpreter), and
+puts /dev/null over each ``-x`` path: the kernel's own unix sockets and connection file, which a
+read-only mount does not close (connect() to a socket needs no writable file system).
 Its child is pid 1 of the new pid namespace (``_init``): it mounts a /proc of that namespace
 and forks the program. The program cannot see, signal or trace any process
 outside (the kernel included), reach the network, or leave a file anywhere that outlives
@@ -42,7 +44,7 @@ SCRATCH_TMPFS = b"mode=1777,size=67108864"  # 64 MiB of the session's memory per
 
 
 def _parse(args):
-    opts = {"r": [], "e": [], "w": [], "h": [], "k": []}
+    opts = {"r": [], "e": [], "w": [], "h": [], "k": [], "x": []}
     i = 0
     while i < len(args) and args[i] != "--":
         flag = args[i][1:]
@@ -51,7 +53,7 @@ def _parse(args):
             i += 1
             continue
         value = args[i + 1]
-        if flag in ("r", "e", "w", "h", "k"):
+        if flag in ("r", "e", "w", "h", "k", "x"):
             opts[flag].append(value)
         else:
             opts[flag] = value
@@ -176,6 +178,9 @@ def _isolate(opts):
         if writable:
             _set_readonly(ctypes, libc, call, path, False, False)
         os.close(fd)
+    for path in opts["x"]:
+        if os.path.lexists(path):
+            call("mount", b"/dev/null", path.encode(), None, MS_BIND, None)
     return libc
 
 
