@@ -12,7 +12,15 @@ import sys
 from collections.abc import Sequence
 
 from .server import serve
-from .settings import BODY_SHAPES, DEFAULT_IDENTITIES, Identity, Settings
+from .settings import (
+    BODY_SHAPES,
+    DEFAULT_IDENTITIES,
+    KERNEL_USERS,
+    OPTIONAL_TOOLCHAINS,
+    PROFILES,
+    Identity,
+    Settings,
+)
 
 
 def _identity(text: str) -> Identity:
@@ -66,6 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-bytes", type=int, default=d.max_upload_bytes)
     p.add_argument("--data-root", default=None, help="where session directories live (default: a temp dir)")
     p.add_argument("--kernel-start-timeout", type=float, default=d.kernel_start_timeout_s)
+    p.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default=d.profile,
+        help="pythonlts: each kernel in a PythonLTS-like sandbox (default); host: this machine as is (debugging)",
+    )
+    p.add_argument(
+        "--image-toolchains",
+        nargs="*",
+        choices=OPTIONAL_TOOLCHAINS,
+        default=[],
+        help="unverified toolchains the pythonlts image shows too",
+    )
+    p.add_argument(
+        "--kernel-user",
+        choices=KERNEL_USERS,
+        default=d.kernel_user,
+        help="pythonlts kernel user; root is for tests of a root session only (PythonLTS runs as ubuntu)",
+    )
+    p.add_argument("--kernel-uid-base", type=int, default=d.kernel_uid_base, help="first uid of pythonlts kernels")
     p.add_argument("--log-requests", action="store_true", help="log every request to stderr")
     p.add_argument("--exit-with-parent", action="store_true", help="shut down when the launching process dies")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -101,6 +129,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         kernel_start_timeout_s=args.kernel_start_timeout,
         log_requests=args.log_requests,
         exit_with_parent=args.exit_with_parent,
+        profile=args.profile,
+        image_toolchains=tuple(args.image_toolchains),
+        kernel_user=args.kernel_user,
+        kernel_uid_base=args.kernel_uid_base,
         **extra,
     )
 

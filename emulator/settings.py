@@ -45,8 +45,20 @@ DEFAULT_PRINCIPAL_ID = "9a1c0000-0000-4000-8000-000000000001"
 UNAUTHORIZED_CLIENT_ID = "c11e0000-0000-4000-8000-000000000002"
 UNAUTHORIZED_PRINCIPAL_ID = "9a1c0000-0000-4000-8000-000000000002"
 
+OPTIONAL_TOOLCHAINS = ("gcc",)  # toolchains --image-toolchains may add to the pythonlts image
+
 BodyShape = Literal["flat", "wrapped", "any"]
 BODY_SHAPES = ("flat", "wrapped", "any")
+
+# -- What the sessions look like inside (emulator/image.py says what each part rests on).
+Profile = Literal["pythonlts", "host"]
+PROFILES = ("pythonlts", "host")
+KernelUser = Literal["ubuntu", "root"]
+KERNEL_USERS = ("ubuntu", "root")  # root: test-only, so the harness's root path can be exercised
+# pythonlts kernel uids: base + (n % span). Worktree sandboxes use 60500..63500, the harness 30000..60000
+# inside sessions, custom-container sessions >= 64000 (below this range); 65534 is nobody.
+DEFAULT_KERNEL_UID_BASE = 65000
+KERNEL_UID_SPAN = 500
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,10 @@ class Settings:
     kernel_start_timeout_s: float = 60.0
     log_requests: bool = False
     exit_with_parent: bool = False  # stop (and kill all kernels) when the launching process dies
+    profile: Profile = "pythonlts"
+    image_toolchains: tuple[str, ...] = ()  # optional toolchains the pythonlts image shows ("gcc")
+    kernel_user: KernelUser = "ubuntu"
+    kernel_uid_base: int = DEFAULT_KERNEL_UID_BASE
 
     def __post_init__(self) -> None:
         # Fail at construction, naming the field, rather than at the first request.
@@ -134,12 +150,20 @@ class Settings:
             (1 <= self.max_execution_s <= 3600, "max_execution_s must be 1..3600"),
             (self.max_upload_bytes > 0, "max_upload_bytes must be > 0"),
             (self.kernel_start_timeout_s > 0, "kernel_start_timeout_s must be > 0"),
+            (self.profile in PROFILES, f"profile must be one of {PROFILES}"),
+            (self.kernel_user in KERNEL_USERS, f"kernel_user must be one of {KERNEL_USERS}"),
+            (
+                all(t in OPTIONAL_TOOLCHAINS for t in self.image_toolchains),
+                f"image_toolchains must be among {OPTIONAL_TOOLCHAINS}",
+            ),
+            (1000 <= self.kernel_uid_base <= 65534 - KERNEL_UID_SPAN, "kernel_uid_base out of range"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        if not isinstance(self.allowed_principals, tuple):
-            object.__setattr__(self, "allowed_principals", tuple(self.allowed_principals))
+        for name in ("allowed_principals", "image_toolchains"):
+            if not isinstance(getattr(self, name), tuple):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property
     def pool_path(self) -> str:
@@ -183,4 +207,7 @@ class Settings:
             "code_execute_body": self.code_execute_body,
             "max_execution_s": self.max_execution_s,
             "max_upload_bytes": self.max_upload_bytes,
+            "profile": self.profile,
+            "image_toolchains": list(self.image_toolchains),
+            "kernel_user": self.kernel_user,
         }

@@ -117,6 +117,20 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def host_pids(marker: str) -> list[int]:
+    """Host pids of processes whose command line has ``marker`` (pids printed in a sandbox are its own)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    if marker.encode() in cmdline.read().split(b"\0"):
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return [p for p in found if pid_alive(p)]
+
+
 def wait_until(predicate: Any, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -149,11 +163,10 @@ def test_identifiers_are_isolated_and_cwd_is_the_data_dir(dp: Client) -> None:
     dp.run(a, "secret = 1\nopen('only-a.txt', 'w').write('a')")
     other = dp.run(b, "secret")
     assert other["status"] == "Failed" and "NameError" in other["result"]["stderr"]
-    listing = dp.run(b, "import os\n(os.getcwd() == os.environ['SESSION_DATA_DIR'], os.listdir('.'))")
-    assert listing["result"]["executionResult"] == [True, []]
-    cwd_a = dp.run(a, "import os; os.getcwd()")["result"]["executionResult"]
-    cwd_b = dp.run(b, "import os; os.getcwd()")["result"]["executionResult"]
-    assert cwd_a != cwd_b
+    listing = dp.run(b, "import os\n(os.getcwd(), os.listdir('.'), os.listdir('/mnt/data'))")
+    assert listing["result"]["executionResult"] == ["/mnt/data", [], []]
+    seen_by_a = dp.run(a, "import os; (os.getcwd(), open('/mnt/data/only-a.txt').read())")
+    assert seen_by_a["result"]["executionResult"] == ["/mnt/data", "a"]
 
 
 def test_user_exception_is_http_200_failed_with_traceback(dp: Client) -> None:
@@ -663,8 +676,11 @@ def test_sigterm_stops_every_kernel() -> None:
     emu = EmulatorProcess(ready_sessions=1).start()
     try:
         client = Client(emu, msi_token(emu).json()["access_token"])
-        code = "import subprocess\nsubprocess.Popen(['sleep', '300']).pid"
-        children = [client.run(ident(), code)["result"]["executionResult"] for _ in range(2)]
+        marker = f"0.{uuid.uuid4().int % 10**12:012d}"  # `sleep 300 0.<digits>`: findable on the host
+        for _ in range(2):
+            client.run(ident(), f"import subprocess\nsubprocess.Popen(['sleep', '300', '{marker}']).pid")
+        children = host_pids(marker)
+        assert len(children) == 2
         assert wait_until(lambda: len(emu.state()["kernels"]["pids"]) == 3, 10)  # 2 sessions + 1 ready
         pids = emu.state()["kernels"]["pids"]
         assert all(pid_alive(p) for p in pids + children)
@@ -680,7 +696,7 @@ def test_kernels_exit_even_if_the_emulator_is_killed(tmp_path: Path) -> None:
         assert wait_until(lambda: len(emu.state()["kernels"]["pids"]) == 1, 10)
         pids = emu.state()["kernels"]["pids"]
         assert emu.pid is not None
-        os.kill(emu.pid, signal.SIGKILL)  # no cleanup runs: ipykernel's parent poller must notice
+        os.kill(emu.pid, signal.SIGKILL)  # no cleanup runs: bwrap's --die-with-parent must notice
         assert wait_until(lambda: not any(pid_alive(p) for p in pids), 10)
     finally:
         emu.stop()
