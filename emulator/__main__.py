@@ -15,6 +15,7 @@ from .server import serve
 from .settings import (
     BODY_SHAPES,
     DEFAULT_IDENTITIES,
+    KERNEL_USERNS,
     KERNEL_USERS,
     OPTIONAL_TOOLCHAINS,
     PROFILES,
@@ -93,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.kernel_user,
         help="pythonlts kernel user; root is for tests of a root session only (PythonLTS runs as ubuntu)",
     )
+    p.add_argument(
+        "--kernel-userns",
+        choices=KERNEL_USERNS,
+        default=d.kernel_userns,
+        help="may an unprivileged pythonlts kernel create user namespaces (deny: like Docker's seccomp profile)",
+    )
     p.add_argument("--kernel-uid-base", type=int, default=d.kernel_uid_base, help="first uid of pythonlts kernels")
     p.add_argument("--log-requests", action="store_true", help="log every request to stderr")
     p.add_argument("--exit-with-parent", action="store_true", help="shut down when the launching process dies")
@@ -132,6 +139,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         profile=args.profile,
         image_toolchains=tuple(args.image_toolchains),
         kernel_user=args.kernel_user,
+        kernel_userns=args.kernel_userns,
         kernel_uid_base=args.kernel_uid_base,
         **extra,
     )

@@ -29,6 +29,7 @@ import re
 import shlex
 import shutil
 import stat
+import struct
 import subprocess
 import threading
 from collections.abc import Iterable
@@ -40,6 +41,7 @@ VENV = f"{HOME}/snenv"  # [MS-SAMPLE] its Jupyter venv
 DATA = "/mnt/data"  # [DOC] + [MS-SAMPLE] codeInterpreterConf.yaml dataDirectoryPath
 RUN_DIR = "/run/jupyter"  # Guess: where the kernel's connection file and sockets live (not user-visible data)
 USER_NAME = "ubuntu"
+SHM_BYTES = 64 * 1024 * 1024  # Guess: Docker's default /dev/shm size
 HOSTNAME = "sandbox"  # Guess: the real hostname is the pod name; nothing depends on it
 
 # The toolchains a PythonLTS image does not show: names in /usr/bin (regex) and directories under /usr.
@@ -61,6 +63,48 @@ HIDDEN: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
 }
 # Guess: go lives under /usr/local here; the image's /usr/local is empty (an Ubuntu base image's is).
+
+
+# -- nested user namespaces ------------------------------------------------------------------------
+# Guess: nothing public says whether a PythonLTS kernel may create user namespaces. Docker's and
+# containerd's default seccomp profiles refuse them to a process without CAP_SYS_ADMIN, so that is the
+# default (--kernel-userns deny); "allow" gives what this machine's kernel permits, so the harness's
+# user-namespace path can be tested too. The filter is the Docker profile's rule for this: clone and
+# unshare with CLONE_NEWUSER fail with EPERM, clone3 (whose flags a filter cannot read) with ENOSYS,
+# so libc falls back to clone. x32 syscalls are refused outright.
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_NR = {"clone": 56, "unshare": 272, "clone3": 435}
+_CLONE_NEWUSER = 0x10000000
+_X32_BIT = 0x40000000
+_RET_ALLOW, _RET_ERRNO = 0x7FFF0000, 0x00050000
+_EPERM, _ENOSYS = 1, 38
+
+
+def userns_filter() -> bytes:
+    """A classic-BPF seccomp program (bwrap --seccomp) denying new user namespaces, for x86-64."""
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    # (label, code, k, jump-if-true label, jump-if-false label); jumps (forward only) become offsets.
+    program: list[tuple[str, int, int, str, str]] = [
+        ("", ld, 4, "", ""),  # seccomp_data.arch
+        ("", jeq, _AUDIT_ARCH_X86_64, "", "allow"),
+        ("", ld, 0, "", ""),  # seccomp_data.nr
+        ("", jge, _X32_BIT, "eperm", ""),
+        ("", jeq, _NR["clone3"], "enosys", ""),
+        ("", jeq, _NR["clone"], "flags", ""),
+        ("", jeq, _NR["unshare"], "flags", "allow"),
+        ("flags", ld, 16, "", ""),  # seccomp_data.args[0], low 32 bits
+        ("", jset, _CLONE_NEWUSER, "eperm", "allow"),
+        ("allow", ret, _RET_ALLOW, "", ""),
+        ("eperm", ret, _RET_ERRNO | _EPERM, "", ""),
+        ("enosys", ret, _RET_ERRNO | _ENOSYS, "", ""),
+    ]
+    at = {label: index for index, (label, *_rest) in enumerate(program) if label}
+    out = bytearray()
+    for index, (_label, code, k, true_to, false_to) in enumerate(program):
+        jt = at[true_to] - index - 1 if true_to else 0
+        jf = at[false_to] - index - 1 if false_to else 0
+        out += struct.pack("=HBBI", code, jt, jf, k)
+    return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -124,18 +168,26 @@ def whiteout_names(usr: Path, hidden: Iterable[str]) -> tuple[list[str], list[st
 
 
 def make_whiteouts(dest: Path, bin_names: list[str], dirs: list[str]) -> None:
-    """An overlay layer whose whiteouts (0:0 character devices) delete those paths from /usr."""
+    """An overlay layer whose whiteouts (0:0 character devices) delete those paths from /usr.
+
+    ``/usr/local`` becomes an opaque, empty directory: this machine keeps extra toolchains there, an
+    Ubuntu base image has nothing in it.
+    """
     (dest / "bin").mkdir(parents=True, exist_ok=True)
     for rel in [f"bin/{n}" for n in bin_names] + dirs:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+    (dest / "local").mkdir(mode=0o755, exist_ok=True)
+    os.setxattr(dest / "local", "trusted.overlay.opaque", b"y")
 
 
 class Image:
     """Prepared once per emulator (whiteout layer, venv template); builds each kernel's sandbox."""
 
-    def __init__(self, root: Path, python: str, *, toolchains: tuple[str, ...], kernel_user: str) -> None:
+    def __init__(
+        self, root: Path, python: str, *, toolchains: tuple[str, ...], kernel_user: str, userns: str = "deny"
+    ) -> None:
         if os.geteuid() != 0:
             raise RuntimeError(
                 "--profile pythonlts needs root (bwrap namespaces, overlay mounts, setpriv); use --profile host"
@@ -145,6 +197,7 @@ class Image:
                 raise RuntimeError(f"--profile pythonlts needs {tool}")
         self.root = root
         self.kernel_user = kernel_user
+        self.userns = userns
         self.hidden = tuple(k for k in HIDDEN if k not in toolchains)
         self.python = Interpreter.inspect(python)
         self.whiteouts = root / "whiteouts"
@@ -214,7 +267,11 @@ class Image:
             "SESSION_DATA_DIR": DATA,
         }
 
-    def argv(self, box: Box, kernel_argv: list[str]) -> list[str]:
+    def seccomp_program(self, box: Box) -> bytes | None:
+        """The filter for --kernel-userns deny; a root kernel keeps CAP_SYS_ADMIN, which Docker's profile exempts."""
+        return userns_filter() if self.userns == "deny" and box.uid != 0 else None
+
+    def argv(self, box: Box, kernel_argv: list[str], seccomp_fd: int | None = None) -> list[str]:
         """bwrap + setup script + setpriv + ``kernel_argv`` (run inside the sandbox as the box's uid)."""
         py = self.python
         args = [
@@ -229,7 +286,8 @@ class Image:
             "--ro-bind", "/etc", "/etc",
             "--ro-bind", str(box.run / "passwd"), "/etc/passwd",
             "--ro-bind", str(box.run / "group"), "/etc/group",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--ro-bind", "/sys", "/sys",
+            "--proc", "/proc", "--dev", "/dev", "--dir", "/sys",
+            "--perms", "1777", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
             "--perms", "0755", "--dir", "/mnt", "--perms", "0755", "--dir", "/home", "--perms", "0755", "--dir", "/run",
             "--perms", "0755", "--dir", "/var", "--perms", "1777", "--dir", "/var/tmp",
         ]
@@ -247,6 +305,8 @@ class Image:
             "--chdir", DATA,
             "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
         ]
+        if seccomp_fd is not None:
+            args += ["--seccomp", str(seccomp_fd)]
         if box.uid == 0:
             args += ["--cap-add", "ALL"]  # test-only root kernel: root with capabilities, as in a root container
         drop = (
@@ -255,7 +315,9 @@ class Image:
         )
         if box.uid == 0:
             drop = "exec "  # Guess: a root custom container keeps its capabilities
+        # A sysfs of the sandbox's own network namespace (a bound host /sys would list the host's devices).
         setup = (
+            "mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys && "
             "mount -t overlay -o ro,lowerdir=/.image-layer:/usr overlay /usr && umount /.image-layer && "
             f"rmdir /.image-layer 2>/dev/null; {drop}{shlex.join(kernel_argv)}"
         )

@@ -95,25 +95,32 @@ class KernelProcess:
     # -- start ---------------------------------------------------------------------------------------
     def start(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        if self.image is None:
-            argv, env, cwd = self._host_launch()
-        else:
-            argv, env, cwd = self._sandbox_launch()
-        with self._state_lock:
-            if self._closed:
-                raise KernelStartError("kernel was shut down before it started")
-            with open(self.log_file, "ab") as log:
-                popen = functools.partial(
-                    subprocess.Popen,
-                    argv,
-                    cwd=cwd,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    start_new_session=True,
-                )
-                self._proc = _SPAWNER.submit(popen).result()
+        program = self.image.seccomp_program(self.box) if self.image is not None else None
+        seccomp_fd = _pipe_with(program) if program is not None else None
+        try:
+            if self.image is None:
+                argv, env, cwd = self._host_launch()
+            else:
+                argv, env, cwd = self._sandbox_launch(seccomp_fd)
+            with self._state_lock:
+                if self._closed:
+                    raise KernelStartError("kernel was shut down before it started")
+                with open(self.log_file, "ab") as log:
+                    popen = functools.partial(
+                        subprocess.Popen,
+                        argv,
+                        cwd=cwd,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=log,
+                        start_new_session=True,
+                        pass_fds=() if seccomp_fd is None else (seccomp_fd,),
+                    )
+                    self._proc = _SPAWNER.submit(popen).result()
+        finally:
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
         info = self._wait_connection_file(deadline)
         if self.image is not None:
             info = dict(info, ip=str(self.box.run / "k"))  # the same sockets, seen from the host
@@ -133,7 +140,7 @@ class KernelProcess:
         argv = [self._python, "-m", "ipykernel_launcher", "-f", str(self.connection_file), "--HistoryManager.enabled=False"]
         return argv, env, self.data_dir
 
-    def _sandbox_launch(self) -> tuple[list[str], dict[str, str], Path]:
+    def _sandbox_launch(self, seccomp_fd: int | None) -> tuple[list[str], dict[str, str], Path]:
         """--profile pythonlts: ipykernel in the image sandbox, ZMQ over unix sockets in the run dir.
 
         The emulator writes the connection file (ipc transport, fixed socket names) and the kernel binds
@@ -163,7 +170,7 @@ class KernelProcess:
             f"{RUN_DIR}/kernel.json",
             "--HistoryManager.enabled=False",
         ]
-        return self.image.argv(self.box, kernel_argv), self.image.env(self.box), self.box.root
+        return self.image.argv(self.box, kernel_argv, seccomp_fd), self.image.env(self.box), self.box.root
 
     def _wait_connection_file(self, deadline: float) -> dict[str, Any]:
         while True:
@@ -357,6 +364,16 @@ class KernelProcess:
         for path in (self.connection_file, self.log_file, *(self.box.run.glob("k-*") if self.image else ())):
             path.unlink(missing_ok=True)
         # The box (data, home, tmp) stays: a restarted kernel is the same container. Its owner removes it.
+
+
+def _pipe_with(data: bytes) -> int:
+    """The read end of a pipe holding ``data`` (a seccomp program is ~100 bytes: far below the pipe buffer)."""
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, data)
+    finally:
+        os.close(write_fd)
+    return read_fd
 
 
 def _close_channels(client: BlockingKernelClient) -> None:

@@ -55,6 +55,8 @@ Profile = Literal["pythonlts", "host"]
 PROFILES = ("pythonlts", "host")
 KernelUser = Literal["ubuntu", "root"]
 KERNEL_USERS = ("ubuntu", "root")  # root: test-only, so the harness's root path can be exercised
+KernelUserns = Literal["deny", "allow"]
+KERNEL_USERNS = ("deny", "allow")  # may an unprivileged kernel create user namespaces (image.py: Guess)
 # pythonlts kernel uids: base + (n % span). Worktree sandboxes use 60500..63500, the harness 30000..60000
 # inside sessions, custom-container sessions >= 64000 (below this range); 65534 is nobody.
 DEFAULT_KERNEL_UID_BASE = 65000
@@ -131,6 +133,7 @@ class Settings:
     profile: Profile = "pythonlts"
     image_toolchains: tuple[str, ...] = ()  # optional toolchains the pythonlts image shows ("gcc")
     kernel_user: KernelUser = "ubuntu"
+    kernel_userns: KernelUserns = "deny"
     kernel_uid_base: int = DEFAULT_KERNEL_UID_BASE
 
     def __post_init__(self) -> None:
@@ -152,6 +155,7 @@ class Settings:
             (self.kernel_start_timeout_s > 0, "kernel_start_timeout_s must be > 0"),
             (self.profile in PROFILES, f"profile must be one of {PROFILES}"),
             (self.kernel_user in KERNEL_USERS, f"kernel_user must be one of {KERNEL_USERS}"),
+            (self.kernel_userns in KERNEL_USERNS, f"kernel_userns must be one of {KERNEL_USERNS}"),
             (
                 all(t in OPTIONAL_TOOLCHAINS for t in self.image_toolchains),
                 f"image_toolchains must be among {OPTIONAL_TOOLCHAINS}",
@@ -210,4 +214,5 @@ class Settings:
             "profile": self.profile,
             "image_toolchains": list(self.image_toolchains),
             "kernel_user": self.kernel_user,
+            "kernel_userns": self.kernel_userns,
         }

@@ -96,8 +96,13 @@ class Emulator:
         self._kernel_env = self._build_kernel_env()
         # pythonlts: every kernel in a PythonLTS-like sandbox (emulator/image.py); host: this machine as is.
         self.image = (
-            Image(self.root / "image", settings.kernel_python, toolchains=settings.image_toolchains,
-                  kernel_user=settings.kernel_user)
+            Image(
+                self.root / "image",
+                settings.kernel_python,
+                toolchains=settings.image_toolchains,
+                kernel_user=settings.kernel_user,
+                userns=settings.kernel_userns,
+            )
             if settings.profile == "pythonlts"
             else None
         )
