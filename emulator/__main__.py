@@ -15,6 +15,7 @@ from .server import serve
 from .settings import (
     BODY_SHAPES,
     DEFAULT_IDENTITIES,
+    IDENTIFIER_RULE_NAMES,
     KERNEL_USERNS,
     KERNEL_USERS,
     OPTIONAL_TOOLCHAINS,
@@ -72,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--code-execute-body", choices=BODY_SHAPES, default=d.code_execute_body)
     p.add_argument("--strict-audience", action="store_true", help="reject aud https://acasessions.io")
     p.add_argument("--max-execution-seconds", type=int, default=d.max_execution_s, help="execution time cap")
+    p.add_argument(
+        "--identifier-rule",
+        choices=IDENTIFIER_RULE_NAMES,
+        default=d.identifier_rule,
+        help="common: what every documented rule accepts ([A-Za-z0-9-]{4,128}); union: what any accepts",
+    )
     p.add_argument("--max-upload-bytes", type=int, default=d.max_upload_bytes)
     p.add_argument("--data-root", default=None, help="where session directories live (default: a temp dir)")
     p.add_argument("--kernel-start-timeout", type=float, default=d.kernel_start_timeout_s)
@@ -132,6 +139,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         code_execute_body=args.code_execute_body,
         max_execution_s=args.max_execution_seconds,
         max_upload_bytes=args.max_upload_bytes,
+        identifier_rule=args.identifier_rule,
         data_root=args.data_root,
         kernel_start_timeout_s=args.kernel_start_timeout,
         log_requests=args.log_requests,

@@ -47,6 +47,9 @@ UNAUTHORIZED_PRINCIPAL_ID = "9a1c0000-0000-4000-8000-000000000002"
 
 OPTIONAL_TOOLCHAINS = ("gcc",)  # toolchains --image-toolchains may add to the pythonlts image
 
+IdentifierRule = Literal["common", "union"]
+IDENTIFIER_RULE_NAMES = ("common", "union")  # see emulator/checks.py
+
 BodyShape = Literal["flat", "wrapped", "any"]
 BODY_SHAPES = ("flat", "wrapped", "any")
 
@@ -98,6 +101,7 @@ RUNTIME_KEYS = frozenset(
         "code_execute_body",
         "accept_legacy_audience",
         "max_execution_s",
+        "identifier_rule",
     }
 )
 
@@ -124,6 +128,7 @@ class Settings:
     executions_body: BodyShape = "flat"  # shape POST /executions accepts
     code_execute_body: BodyShape = "wrapped"  # shape POST /code/execute accepts
     max_execution_s: int = MAX_EXECUTION_SECONDS
+    identifier_rule: IdentifierRule = "common"
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     data_root: str | None = None  # None: a temporary directory removed on exit
     kernel_python: str = sys.executable
@@ -151,6 +156,7 @@ class Settings:
             (self.executions_body in BODY_SHAPES, f"executions_body must be one of {BODY_SHAPES}"),
             (self.code_execute_body in BODY_SHAPES, f"code_execute_body must be one of {BODY_SHAPES}"),
             (1 <= self.max_execution_s <= 3600, "max_execution_s must be 1..3600"),
+            (self.identifier_rule in IDENTIFIER_RULE_NAMES, f"identifier_rule must be one of {IDENTIFIER_RULE_NAMES}"),
             (self.max_upload_bytes > 0, "max_upload_bytes must be > 0"),
             (self.kernel_start_timeout_s > 0, "kernel_start_timeout_s must be > 0"),
             (self.profile in PROFILES, f"profile must be one of {PROFILES}"),
@@ -210,6 +216,7 @@ class Settings:
             "executions_body": self.executions_body,
             "code_execute_body": self.code_execute_body,
             "max_execution_s": self.max_execution_s,
+            "identifier_rule": self.identifier_rule,
             "max_upload_bytes": self.max_upload_bytes,
             "profile": self.profile,
             "image_toolchains": list(self.image_toolchains),

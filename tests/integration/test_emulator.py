@@ -359,8 +359,16 @@ def test_400_for_api_version_and_identifier(dp: Client, params: dict[str, str], 
     assert response.status_code == 400 and error_code(response) == code
 
 
-def test_doc_charset_identifiers_are_accepted(dp: Client) -> None:
+def test_identifiers_must_satisfy_every_documented_rule(clean: EmulatorProcess, dp: Client) -> None:
+    assert dp.execute(str(uuid.uuid4()), "1").status_code == 200
+    assert dp.execute("pst-" + "0123456789abcdef" * 2, "1").status_code == 200
+    for only_some_rules_allow in ("u_0123456789", "a|b-c&d^e%f$g#h(i){j}[k];<l>", "sl/ash"):
+        refused = dp.execute(only_some_rules_allow, "1")
+        assert refused.status_code == 400 and error_code(refused) == "InvalidSessionIdentifier"
+        assert "every documented rule" in refused.json()["error"]["message"]
+    clean.configure(identifier_rule="union")  # what any source accepts
     assert dp.execute("a|b-c&d^e%f$g#h(i){j}[k];<l>_m", "1").status_code == 200
+    assert dp.execute("has space", "1").status_code == 400
 
 
 def test_session_properties_missing_for_the_wrong_body_shape(clean: EmulatorProcess, dp: Client) -> None:
@@ -383,6 +391,22 @@ def test_unknown_pool_is_404(dp: Client) -> None:
     url = dp.endpoint.replace("emulatorpool", "otherpool") + "/executions"
     response = requests.post(url, params={"api-version": NEW, "identifier": "abcd1"}, json={"code": "1"}, timeout=10)
     assert response.status_code == 404 and error_code(response) == "SessionPoolNotFound"
+    wrong_route = dp.call("POST", "/python/execute", identifier="abcd1", json={"code": "1"})
+    assert wrong_route.status_code == 404 and error_code(wrong_route) == "RouteNotFound"
+    assert "/python/execute" in wrong_route.json()["error"]["message"]
+    wrong_pool_and_route = requests.get(url.replace("/executions", "/nothing"), timeout=10)
+    assert wrong_pool_and_route.status_code == 404 and error_code(wrong_pool_and_route) == "SessionPoolNotFound"
+    outside = requests.get(dp.endpoint.split("/subscriptions/")[0] + "/nothing/here", timeout=10)
+    assert outside.status_code == 404 and error_code(outside) == "NotFound"
+
+
+def test_wrong_region_is_404(dp: Client) -> None:
+    """The region is the host name (https://<region>.dynamicsessions.io); the pool is in --location only."""
+    right = dp.call("POST", "/executions", identifier=ident(), json={"code": "1"}, headers={"Host": "westus2.dynamicsessions.io"})
+    assert right.status_code == 200
+    wrong = dp.call("POST", "/executions", identifier=ident(), json={"code": "1"}, headers={"Host": "eastus.dynamicsessions.io"})
+    assert wrong.status_code == 404 and error_code(wrong) == "SessionPoolNotFound"
+    assert "region 'eastus'" in wrong.json()["error"]["message"]
 
 
 # -- session lifecycle -------------------------------------------------------------------------------
