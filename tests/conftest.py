@@ -52,23 +52,52 @@ def local_client(local_server: ServerProcess) -> Client:
     return Client(local_server.url)
 
 
+def _pool_server(emulator: EmulatorProcess) -> Iterator[ServerProcess]:
+    env = {"USE_LOCAL_EXECUTOR": "false", "POOL_MANAGEMENT_ENDPOINT": emulator.pool_endpoint,
+           **emulator.identity_env(), "MAX_CONCURRENT_JOBS": "4", "RUN_MEMORY_LIMIT": "-1"}
+    with ServerProcess(env) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def pool_emulator() -> Iterator[EmulatorProcess]:
+    # The default profile, pythonlts: sessions look like a real PythonLTS pool (unprivileged kernel,
+    # python/bash/perl only, no network; emulator/README.md "The pythonlts profile").
     with EmulatorProcess(max_sessions=40, ready_sessions=2) as emulator:
         yield emulator
 
 
 @pytest.fixture(scope="session")
 def pool_server(pool_emulator: EmulatorProcess) -> Iterator[ServerProcess]:
-    env = {"USE_LOCAL_EXECUTOR": "false", "POOL_MANAGEMENT_ENDPOINT": pool_emulator.pool_endpoint,
-           **pool_emulator.identity_env(), "MAX_CONCURRENT_JOBS": "4", "RUN_MEMORY_LIMIT": "-1"}
-    with ServerProcess(env) as server:
-        yield server
+    yield from _pool_server(pool_emulator)
 
 
 @pytest.fixture(scope="session")
 def pool_client(pool_server: ServerProcess) -> Client:
     return Client(pool_server.url)
+
+
+@pytest.fixture(scope="session")
+def pool_root_emulator() -> Iterator[EmulatorProcess]:
+    """The same image with the kernel as root (test-only): the harness's root path (a fresh uid per run)."""
+    with EmulatorProcess(max_sessions=40, ready_sessions=2, kernel_user="root") as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def pool_root_server(pool_root_emulator: EmulatorProcess) -> Iterator[ServerProcess]:
+    yield from _pool_server(pool_root_emulator)
+
+
+@pytest.fixture(scope="session")
+def pool_root_client(pool_root_server: ServerProcess) -> Client:
+    return Client(pool_root_server.url)
+
+
+@pytest.fixture(scope="session", params=["pool", "pool_root"])
+def pool_kernel_client(request: pytest.FixtureRequest) -> Client:
+    """A pool suite against both session kernels: unprivileged (PythonLTS) and root."""
+    return request.getfixturevalue(f"{request.param}_client")
 
 
 @pytest.fixture(scope="session", params=["local", "pool"])
