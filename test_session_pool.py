@@ -7,13 +7,16 @@
                                                    # throughput instead of 50 and 2)
     python test_session_pool.py --phase 1 --only '3.*'   # a selection; --json FILE for the whole report
 
-Without --endpoint the backend is a real gunicorn subprocess on a free port (repository root, its own process
-group), stopped at the end, on failure and on Ctrl-C. --env KEY=VALUE (repeatable) adds to its environment,
+Any Python 3.9+ runs it with nothing installed: HTTP is the standard library's (http.client, one kept-alive
+connection per thread). Without --endpoint the backend is a real gunicorn subprocess, run by the project's
+.venv/bin/python (scripts/setup.sh makes it), on a free port (repository root, its own process group),
+stopped at the end, on failure and on Ctrl-C. --env KEY=VALUE (repeatable) adds to its environment,
 e.g. --env USE_LOCAL_EXECUTOR=false --env POOL_MANAGEMENT_ENDPOINT=http://127.0.0.1:8080.
 
 Phases (operator test plan, "Session Pool Code Execution Test Plan"):
-  1 functional   health, runtimes, the languages offered, scenarios 1.1-1.3, 2.1-2.3, 3.1-3.3, 4.1-4.3, 5.1, error responses,
-                 limits (time, memory, output) and a hello world per listed language
+  1 functional   health, runtimes, the languages offered (0.3), scenarios 1.1-1.3, 2.1-2.3, 3.1-3.3, 4.1-4.3,
+                 5.1, error responses, limits (time, memory, output), a hello world per listed language, and
+                 a SKIP row (with why) for each compiled language the backend knows but does not offer
   2 testcases    scenario 5.2: every solution in test_cases/ through /api/v2/judge; the backend's verdict
                  must be the one the corpus expects (languages the backend does not offer: SKIP, with why)
   3 performance  cold start, first request per language, warm latency p50/p95/p99, throughput at 10 and 50
@@ -1420,7 +1423,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--endpoint", metavar="URL",
                         help="check this running backend; without it the script starts one locally "
-                             "(gunicorn, USE_LOCAL_EXECUTOR=true, a free port) and stops it at the end")
+                             "(.venv's gunicorn, USE_LOCAL_EXECUTOR=true, a free port) and stops it at the end")
     parser.add_argument("--api-key", metavar="KEY", default=os.environ.get("PISTON_API_KEY"),
                         help="sent as Authorization and X-API-Key (default: $PISTON_API_KEY)")
     parser.add_argument("--full", action="store_true", help="every phase at full size (more requests)")
