@@ -173,6 +173,8 @@ class PistonClient:
         self._local.connection = None
         if connection is not None:
             connection.close()
+            with self._lock:
+                self._connections = [c for c in self._connections if c is not connection]
 
     def request(self, method: str, path: str, *, json_body: Any = None, data: str | None = None,
                 headers: dict[str, str] | None = None, timeout: float | None = None) -> Reply:
