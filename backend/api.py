@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from backend.errors import ApiError, PayloadTooLarge, UnsupportedMediaType, ValidationError
+from backend.errors import ApiError, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType, ValidationError
 from backend.judge import parse_judge
 from backend.schema import parse_execute
 
@@ -20,11 +20,15 @@ def _state() -> Any:
     return current_app.extensions["piston"]
 
 
-def _json_body() -> Any:
+def _require_json_type() -> None:
     content_type = request.headers.get("Content-Type", "")
     # Piston's check: a prefix match, case-sensitive; "application/json; charset=utf-8" passes.
     if not content_type.startswith("application/json"):
         raise UnsupportedMediaType("requests must be of type application/json")
+
+
+def _json_body() -> Any:
+    _require_json_type()
     try:
         raw = request.get_data(cache=False)
     except RequestEntityTooLarge:
@@ -45,6 +49,24 @@ def root() -> Any:
 @bp.get("/api/v2/runtimes")
 def runtimes() -> Any:
     return jsonify(_state().service.registry.to_json())
+
+
+@bp.get("/api/v2/packages")
+def packages() -> Any:
+    """Piston's package list, for what this service has: every runtime is installed, none is downloadable."""
+    return jsonify([
+        {"language": rt.language, "language_version": rt.version, "installed": True}
+        for rt in _state().service.registry
+    ])
+
+
+@bp.route("/api/v2/packages", methods=["POST", "DELETE"])
+def change_packages() -> Any:
+    _require_json_type()  # Piston's router checks the content type before any POST/DELETE route
+    raise MethodNotAllowed(
+        "packages cannot be installed or removed here: runtimes come with the service's image; "
+        "GET /api/v2/runtimes lists them"
+    )
 
 
 def _answer(state: Any, body: dict[str, Any], *, language: str, outcome: str, note: str | None,
