@@ -8,12 +8,15 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.routing import WebsocketMismatch
 
+from backend import connect
 from backend.errors import ApiError, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType, ValidationError
 from backend.judge import parse_judge
 from backend.schema import parse_execute
 
 bp = Blueprint("piston", __name__)
+connect.register(bp)  # /api/v2/connect, Piston's interactive WebSocket protocol
 
 
 def _state() -> Any:
@@ -134,6 +137,9 @@ def register_errors(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
+        if isinstance(exc, WebsocketMismatch):
+            return jsonify(message="/api/v2/connect speaks WebSocket only (Piston's interactive protocol); "
+                                   "connect with a WebSocket client"), 426
         # Piston answers unknown routes and wrong methods alike with 404 Not Found.
         if exc.code in (404, 405):
             return jsonify(message="Not Found"), 404

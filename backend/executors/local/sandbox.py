@@ -15,6 +15,7 @@ import selectors
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,7 +161,9 @@ class Sandbox:
             os.close(self._ctrl_w)
             self._ctrl_w = -1
 
-    def collect(self, *, timeout_ms: int, output_max_size: int) -> Outcome:
+    def collect(self, *, timeout_ms: int, output_max_size: int,
+                on_output: Callable[[str, bytes], None] | None = None) -> Outcome:
+        """Read the command's output to its end; ``on_output`` sees each chunk as it arrives (/connect)."""
         outcome = Outcome()
         out, err, combined, meta = bytearray(), bytearray(), bytearray(), bytearray()
         buffers = {self._out_r: out, self._err_r: err, self._meta_r: meta}
@@ -191,6 +194,8 @@ class Sandbox:
                             chunk = chunk[:max(room, 0)]
                             outcome.overflow = "stdout" if key.fd == self._out_r else "stderr"
                         combined += chunk
+                        if on_output is not None and chunk:
+                            on_output("stdout" if key.fd == self._out_r else "stderr", chunk)
                     buf += chunk
                 if outcome.overflow:
                     break
