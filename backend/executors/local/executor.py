@@ -16,6 +16,7 @@ from typing import Any
 from backend.config import Settings
 from backend.errors import ExecutorUnavailable
 from backend.executors.base import Box, Executor
+from backend.executors.local.cgroups import apply_memory_budget, memory_budget_bytes
 from backend.executors.local.live import LiveStage
 from backend.executors.local.probe import ProbeResult, probe
 from backend.executors.local.results import to_stage
@@ -44,13 +45,17 @@ class LocalExecutor(Executor):
                 cgroup_name=settings.cgroup_name if self.probe.cgroups else None,
                 box_size=settings.sandbox_box_size if os.geteuid() == 0 else 0,
             )
+        self.memory_budget = memory_budget_bytes(settings.sandbox_memory_budget)
+        if self.slots is not None and self.probe.cgroups:
+            apply_memory_budget(settings.cgroup_name, self.memory_budget)
 
     def runtimes(self) -> list[Runtime]:
         return list(self._runtimes)
 
     def health(self) -> dict[str, Any]:
         slots = [slot.index for slot in self.slots.slots] if self.slots else []
-        return {"executor": self.name, "sandbox": {**self.probe.to_json(), "slots": slots}}
+        budget = self.memory_budget if self.probe.cgroups else None  # only a cgroup can hold it
+        return {"executor": self.name, "sandbox": {**self.probe.to_json(), "slots": slots, "memory_budget": budget}}
 
     def stats(self) -> dict[str, Any]:
         """For /metrics (piston_executor_*): sandbox slots in total and free right now."""
