@@ -13,6 +13,7 @@ from werkzeug.routing import WebsocketMismatch
 from backend import connect
 from backend.errors import ApiError, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType, ValidationError
 from backend.judge import parse_judge
+from backend.openapi import document
 from backend.schema import parse_execute
 
 bp = Blueprint("piston", __name__)
@@ -47,6 +48,11 @@ def _json_body() -> Any:
 @bp.get("/")
 def root() -> Any:
     return jsonify(message="Piston v2 API (piston-sessions-backend)")
+
+
+@bp.get("/api/v2/openapi.json")
+def openapi() -> Any:
+    return jsonify(document())
 
 
 @bp.get("/api/v2/runtimes")
