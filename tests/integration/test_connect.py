@@ -23,6 +23,7 @@ import simple_websocket
 
 from backend.connect import CLOSE_CODES
 from backend.testing import ServerProcess
+from tests.conftest import SECRET
 
 REPO = Path(__file__).resolve().parents[2]
 DIALOGUE_PY = (
@@ -258,6 +259,67 @@ def test_session_pool_answers_a_clear_error(pool_server: ServerProcess) -> None:
     assert (code, reason) == (4002, "Notified Error")
     assert messages[-1]["type"] == "error" and "/api/v2/connect" in messages[-1]["message"]
     assert "not available" in messages[-1]["message"]
+
+
+# -- hostile programs and clients on this path
+
+
+def test_the_program_sees_neither_the_service_environment_nor_a_writable_stdin(sock: PistonSocket) -> None:
+    code = (
+        "import os\n"
+        "print(sorted(os.environ))\n"
+        "for attempt in (lambda: open('/.io/stdin-live', 'w'), lambda: os.chmod('/.io/stdin-live', 0o666)):\n"
+        "    try:\n"
+        "        attempt(); print('allowed')\n"
+        "    except OSError as exc:\n"
+        "        print('denied', type(exc).__name__)\n"
+        "for pid in os.listdir('/proc'):\n"
+        "    if pid.isdigit():\n"
+        "        try:\n"
+        "            print(open(f'/proc/{pid}/environ').read())\n"
+        "        except OSError:\n"
+        "            pass\n"
+    )
+    sock.init("python", code)
+    messages, code_, _ = sock.closed()
+    out = "".join(m["data"] for m in messages if m["type"] == "data")
+    assert SECRET not in out and "PISTON_TEST_SECRET" not in out
+    assert out.count("denied") == 2 and "allowed" not in out, out
+    assert code_ == 4999
+
+
+def test_a_daemon_does_not_outlive_its_run(sock: PistonSocket, local_server: ServerProcess) -> None:
+    code = ("import os, time\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    time.sleep(60)\n"
+            "print('parent done', flush=True)\n")
+    sock.init("python", code)
+    messages, close_code, _ = sock.closed()
+    assert {"type": "exit", "stage": "run", "code": 0, "signal": None} in messages and close_code == 4999
+    slots = requests.get(local_server.url + "/health", timeout=10).json()["sandbox"]["slots"]
+    uid_base = int(os.environ.get("SANDBOX_UID_BASE", "60000"))
+    deadline = time.monotonic() + 10
+    while (left := _sleepers({uid_base + slot for slot in slots})) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, left
+
+
+def test_a_stdin_flood_into_a_program_that_does_not_read_is_refused(sock: PistonSocket,
+                                                                     local_server: ServerProcess) -> None:
+    sock.init("python", WAIT_FOREVER_PY)
+    sock.until("stage")
+    chunk = "x" * (6 * 2**20)
+    for _ in range(3):  # 18 MiB: over the 16 MiB backlog, under the 16 MiB message cap
+        sock.stdin(chunk)
+    messages, code, _ = sock.closed()
+    assert code == 4002 and messages[-1]["type"] == "error" and "backlog" in messages[-1]["message"]
+    _wait_idle(local_server)
+
+
+def _sleepers(uids: set[int]) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "uid=,args="], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if int(line.split()[0]) in uids and "python" in line]
 
 
 def _wait_idle(server: ServerProcess) -> None:

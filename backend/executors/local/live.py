@@ -80,19 +80,21 @@ class LiveStage(StageProcess):
                     self._wake.wait()
                 if self._stopped:
                     return
-                data = self._backlog.popleft()
-                self._backlog_bytes -= len(data)
+                data = memoryview(self._backlog.popleft())  # slices without copying
             while data and not self._stopped:
                 # The pipe may be full (a program that does not read): wait for room, but wake up to stop.
                 _, ready, _ = select.select([], [self._fd], [], 0.1)
                 if not ready:
                     continue
                 try:
-                    data = data[os.write(self._fd, data):]
+                    written = os.write(self._fd, data)
                 except BlockingIOError:
                     continue
                 except OSError:
                     return
+                data = data[written:]
+                with self._wake:  # the backlog counts what the program has not been given yet
+                    self._backlog_bytes -= written
 
 
 def program_pids(sandbox_pid: int) -> list[int]:
