@@ -384,3 +384,13 @@ def _read_line(fd: int, timeout: float = 30) -> str:
         assert chunk, f"the CLI ended early; got {data!r}"
         data += chunk
     return data.decode()
+
+
+def test_piston_cli_ppman_list(piston_cli: Path, local_server: ServerProcess) -> None:
+    """Piston's `ppman list` reads GET /api/v2/packages (it failed with a 404 before)."""
+    result = subprocess.run(["node", str(piston_cli / "index.js"), "-u", local_server.url, "ppman", "list"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    runtimes = requests.get(local_server.url + "/api/v2/runtimes", timeout=10).json()
+    lines = {line.strip() for line in result.stdout.splitlines()}
+    assert lines == {f"• {rt['language']} {rt['version']}" for rt in runtimes}
