@@ -16,12 +16,15 @@ from backend import runrules
 from backend.config import Settings
 from backend.errors import ExecutorUnavailable
 from backend.executors.base import Box, Executor
+from backend.executors.local.cgroups import apply_memory_budget, memory_budget_bytes
+from backend.executors.local.live import LiveStage
 from backend.executors.local.probe import ProbeResult, probe
 from backend.executors.local.results import to_stage
 from backend.executors.local.sandbox import Slot
 from backend.executors.local.slots import SlotPool
 from backend.executors.local.toolchains import discover_runtimes
-from backend.models import Limits, Program, RunSpec, StageResult
+from backend.interactive import InteractiveSession
+from backend.models import ExecutionResult, Limits, Program, RunSpec, StageResult
 from backend.runtimes import Runtime, build_commands
 
 # NPROC counts per uid: the slot uid also runs bwrap's own processes, and their delayed teardown.
@@ -44,13 +47,17 @@ class LocalExecutor(Executor):
                 cgroup_name=settings.cgroup_name if self.probe.cgroups else None,
                 box_size=settings.sandbox_box_size if os.geteuid() == 0 else 0,
             )
+        self.memory_budget = memory_budget_bytes(settings.sandbox_memory_budget)
+        if self.slots is not None and self.probe.cgroups:
+            apply_memory_budget(settings.cgroup_name, self.memory_budget)
 
     def runtimes(self) -> list[Runtime]:
         return list(self._runtimes)
 
     def health(self) -> dict[str, Any]:
         slots = [slot.index for slot in self.slots.slots] if self.slots else []
-        return {"executor": self.name, "sandbox": {**self.probe.to_json(), "slots": slots}}
+        budget = self.memory_budget if self.probe.cgroups else None  # only a cgroup can hold it
+        return {"executor": self.name, "sandbox": {**self.probe.to_json(), "slots": slots, "memory_budget": budget}}
 
     def stats(self) -> dict[str, Any]:
         """For /metrics (piston_executor_*): sandbox slots in total and free right now."""
@@ -72,6 +79,25 @@ class LocalExecutor(Executor):
             yield box
         finally:
             self.slots.release(slot)
+
+    def run_interactive(self, program: Program, runtime: Runtime, spec: RunSpec,
+                        session: InteractiveSession) -> ExecutionResult:
+        """/api/v2/connect: compile as usual, then run with live stdin and streamed output."""
+        with self.open(program, runtime) as box:
+            assert isinstance(box, LocalBox)
+            session.runtime(runtime.language, runtime.version)  # Piston: once the box is primed
+            if box.compile is not None:
+                # The compile ran in open() like any other; its output is sent in one piece.
+                session.stage("compile")
+                for stream in ("stdout", "stderr"):
+                    session.output(stream, getattr(box.compile, stream).encode())
+                session.exit("compile", box.compile)
+            if not box.compiled_ok or session.cancelled.is_set():
+                return ExecutionResult(runtime.language, runtime.version, box.compile, box.compile)  # type: ignore[arg-type]
+            session.stage("run")
+            run = box.run_live(spec, session)
+            session.exit("run", run)
+        return ExecutionResult(runtime.language, runtime.version, run, box.compile)
 
     def close(self) -> None:
         if self.slots is not None:
@@ -129,6 +155,17 @@ class LocalBox(Box):
                 self.slots.release(helper)
         return [r for r in results if r is not None]
 
+    def run_live(self, spec: RunSpec, session: InteractiveSession) -> StageResult:
+        """One run whose stdin is fed by the session as the client sends it."""
+        commands = build_commands(self.runtime, self.program.files, spec.limits)
+        live = LiveStage(self.slot)
+        session.attach(live)
+        try:
+            return self._stage([*commands.run, *spec.args], "", spec.limits, live=(live, session))
+        finally:
+            session.detach()
+            live.close()
+
     def _run(self, slot: Slot, spec: RunSpec) -> StageResult:
         commands = build_commands(self.runtime, self.program.files, spec.limits)
         return self._stage([*commands.run, *spec.args], spec.stdin, spec.limits, slot)
@@ -152,17 +189,26 @@ class LocalBox(Box):
         if slot.uid is not None:
             os.chown(path, slot.uid, slot.uid)
         os.chmod(path, 0o400)
-        return f"{IO_INSIDE}/{name}" if self.slots.plan.bwrap else str(path)
+        return self._inside(path, slot)
 
-    def _stage(self, argv: list[str], stdin: str, limits: Limits, slot: Slot | None = None) -> StageResult:
+    def _inside(self, path: Path, slot: Slot) -> str:
+        """The path of a file of the slot's io directory as the sandboxed program sees it."""
+        return f"{IO_INSIDE}/{path.relative_to(slot.io)}" if self.slots.plan.bwrap else str(path)
+
+    def _stage(self, argv: list[str], stdin: str, limits: Limits, slot: Slot | None = None,
+               live: tuple[LiveStage, InteractiveSession] | None = None) -> StageResult:
         slot = slot or self.slot
         sandbox = self.slots.take_sandbox(slot)
         try:
             if slot.cgroup is not None:
                 slot.cgroup.configure(limits.memory_bytes, limits.max_processes)
-            sandbox.start(argv, stdin_path=self._stdin_file(stdin, slot), rlimits=self._rlimits(limits, slot),
+            stdin_path = self._inside(live[0].path, slot) if live else self._stdin_file(stdin, slot)
+            sandbox.start(argv, stdin_path=stdin_path, rlimits=self._rlimits(limits, slot),
                           cpu_ms=limits.cpu_time_ms, wall_ms=limits.timeout_ms)
-            outcome = sandbox.collect(timeout_ms=limits.timeout_ms, output_max_size=limits.output_max_size)
+            if live:
+                live[0].started(sandbox)
+            outcome = sandbox.collect(timeout_ms=limits.timeout_ms, output_max_size=limits.output_max_size,
+                                      on_output=live[1].output if live else None)
         finally:
             sandbox.destroy(finished=sandbox.finished)
             # The next stage (run after compile, or the next test case) finds its sandbox ready.

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,9 +159,12 @@ class Sandbox:
             os.close(self._ctrl_w)
             self._ctrl_w = -1
 
-    def collect(self, *, timeout_ms: int, output_max_size: int) -> Outcome:
+    def collect(self, *, timeout_ms: int, output_max_size: int,
+                on_output: Callable[[str, bytes], None] | None = None) -> Outcome:
+        """Read the command's output to its end; ``on_output`` sees each chunk as it arrives (/connect)."""
         fields = runrules.collect(self._out_r, self._err_r, self._meta_r, output_max_size=output_max_size,
-                                  timeout_ms=timeout_ms, started=self._started, kill=self.destroy)
+                                  timeout_ms=timeout_ms, started=self._started, kill=self.destroy,
+                                  on_output=on_output)
         outcome = Outcome(**fields)
         self.finished = outcome.wait_status is not None and not outcome.timed_out and not outcome.overflow
         return outcome
