@@ -96,6 +96,8 @@ _TABLE: dict[str, _Option] = {
     "sandbox_box_size": _Option("SANDBOX_BOX_SIZE", "268435456", _int, 1048576),
     "cgroup_name": _Option("SANDBOX_CGROUP_NAME", "piston", _str),
     "sandbox_memory_budget": _Option("SANDBOX_MEMORY_BUDGET", "0", _int, -1),
+    "sandbox_pch_dir": _Option("SANDBOX_PCH_DIR", "/usr/local/lib/piston-pch", _str),
+    "compile_cache_size": _Option("COMPILE_CACHE_SIZE", "268435456", _int, 0),
     # -- Azure dynamic sessions
     "pool_management_endpoint": _Option("POOL_MANAGEMENT_ENDPOINT", "", _str),
     "azure_subscription_id": _Option("AZURE_SUBSCRIPTION_ID", "", _str),
@@ -148,6 +150,8 @@ class Settings:
     sandbox_uid_base: int
     sandbox_tmp_size: int
     sandbox_box_size: int
+    sandbox_pch_dir: str
+    compile_cache_size: int
     cgroup_name: str
     sandbox_memory_budget: int
     pool_management_endpoint: str

@@ -40,6 +40,8 @@ class SandboxPlan:
     uid_separation: bool
     network: bool
     tmp_size: int
+    # Service-owned directories outside /usr that submissions read (precompiled headers).
+    ro_binds: tuple[str, ...] = ()
 
     def etc_paths(self) -> list[str]:
         extra = [str(p) for p in Path("/etc").glob("java-*") if p.is_dir()]
@@ -103,7 +105,7 @@ def sandbox_argv(plan: SandboxPlan, slot: Slot, meta_fd: int, ctrl_fd: int) -> l
         argv.insert(argv.index("--unshare-all") + 1, "--share-net")
         for path in NETWORK_ETC_PATHS:
             argv += ["--ro-bind-try", path, path]
-    for path in plan.etc_paths():
+    for path in (*plan.etc_paths(), *plan.ro_binds):
         argv += ["--ro-bind", path, path]
     argv += [
         "--proc", "/proc", "--dev", "/dev",
