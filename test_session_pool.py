@@ -1381,6 +1381,11 @@ def build_report(ctx: Context, started_at: dt.datetime, duration: float, interru
 
 def print_summary(ctx: Context, report: dict[str, Any], out: Any = sys.stdout) -> None:
     print(f"\nPiston backend check: {report['endpoint']} (executor: {report['executor']})", file=out)
+    if ctx.runtimes:
+        offered = ", ".join(f"{rt.get('language')} {rt.get('version')}" for rt in ctx.runtimes)
+        missing = [lang for lang in BACKEND_COMPILED if ctx.runtime_for(lang) is None]
+        print(f"Languages offered: {offered}" + (f" (not offered: {', '.join(missing)})" if missing else ""),
+              file=out)
     order = {phase: i for i, phase in enumerate(ctx.args.phases)}
     checks = sorted(ctx.checks, key=lambda c: order.get(c.phase, 99))  # stable: keeps run order within a phase
     print(summary_table(checks), file=out)

@@ -265,6 +265,7 @@ def test_a_python_only_pool_is_reported_and_its_compiled_checks_skipped(real_bac
         assert rows[check_id]["result"] == "SKIP", rows[check_id]
         assert "lists python" in rows[check_id]["detail"] and "PythonLTS" in rows[check_id]["detail"]
     assert "offered: python; no c, c++, java, go" in done.stdout
+    assert "Languages offered: python 3.11.2 (not offered: c, c++, java, go)" in done.stdout
 
 
 def test_the_corpus_is_judged_by_the_backend(real_backend, tmp_path: Path) -> None:
