@@ -281,11 +281,18 @@ def test_script_syntax(script: Path):
     assert os.access(script, os.X_OK), f"{script.name} is not executable"
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
 def test_scripts_pass_shellcheck():
     # -x: follow the scripts' `source` of infra/lib.sh.
-    subprocess.run(["shellcheck", "-x", str(DEPLOY), str(TEARDOWN), str(INFRA / "lib.sh"),
-                    str(INFRA / "docker-entrypoint.sh")], check=True)
+    result = subprocess.run([tool("shellcheck"), "-x", str(DEPLOY), str(TEARDOWN), str(INFRA / "lib.sh"),
+                             str(INFRA / "docker-entrypoint.sh")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shellcheck_finds_problems(tmp_path: Path):
+    script = tmp_path / "bad.sh"
+    script.write_text("#!/usr/bin/env bash\nrm -rf $1/*\n")
+    result = subprocess.run([tool("shellcheck"), str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "SC2086" in result.stdout
 
 
 @pytest.mark.parametrize("script", [DEPLOY, TEARDOWN], ids=["deploy", "teardown"])
