@@ -297,7 +297,8 @@ def test_copy_source_exists_and_is_in_the_context(source: str):
 
 
 def test_dockerignore_keeps_the_context_small_and_secret_free():
-    for path in (".git/HEAD", ".venv/bin/python", ".env", ".env.local", "tests/unit/test_infra.py",
+    for path in (".git/HEAD", ".venv/bin/python", ".venv-tools/bin/checkov", "requirements-tools.txt", ".env",
+                 ".env.local", "tests/unit/test_infra.py",
                  "emulator/server.py", "backend/__pycache__/x.cpython-311.pyc", "infra/main.bicep",
                  "infra/deploy.sh", "var/state.db"):
         assert is_ignored(path), f"{path} should not be sent to the build"

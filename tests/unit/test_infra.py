@@ -154,6 +154,12 @@ def _drop_resource(symbol: str) -> Callable[[str], str]:
 
 _SESSION_ENV = "              name: 'SERVICE_ROLE'\n              value: 'session'\n            }\n"
 
+
+def _session_env(name: str, field: str) -> Callable[[str], str]:
+    """Give the session container one more environment variable."""
+    return _sub(_SESSION_ENV, f"{_SESSION_ENV}            {{\n              name: '{name}'\n              {field}\n"
+                              "            }\n")
+
 # (id, mutation of main.bicep, pattern expected among the problems)
 BICEP_MUTATIONS: list[tuple[str, Callable[[str], str], str]] = [
     ("egress-default", _sub("sessionNetworkStatus string = 'EgressDisabled'", "sessionNetworkStatus string = 'EgressEnabled'"),
@@ -177,11 +183,8 @@ BICEP_MUTATIONS: list[tuple[str, Callable[[str], str], str]] = [
     ("container-type-choices", _sub("  'PythonLTS'\n  'CustomContainer'\n", "  'PythonLTS'\n"),
      r"containerType must be a param with @allowed"),
     ("session-role", _sub(_SESSION_ENV, _SESSION_ENV.replace("'session'", "'api'")), r"needs SERVICE_ROLE=session"),
-    ("session-gets-api-keys", _sub(_SESSION_ENV, _SESSION_ENV + "            {\n              name: 'API_KEYS'\n"
-                                   "              secretRef: 'api-keys'\n            }\n"),
-     r"must not get API_KEYS"),
-    ("session-gets-endpoint", _sub(_SESSION_ENV, _SESSION_ENV + "            {\n"
-                                   "              name: 'POOL_MANAGEMENT_ENDPOINT'\n              value: 'x'\n            }\n"),
+    ("session-gets-api-keys", _session_env("API_KEYS", "secretRef: 'api-keys'"), r"must not get API_KEYS"),
+    ("session-gets-endpoint", _session_env("POOL_MANAGEMENT_ENDPOINT", "value: 'x'"),
      r"must not get POOL_MANAGEMENT_ENDPOINT"),
     ("target-port", _sub("        targetPort: containerPort\n      }\n    } : null",
                          "        targetPort: 'eight'\n      }\n    } : null"), r"targetPort must be the service port"),
