@@ -103,6 +103,7 @@ def test_port_matches_the_dockerfile():
     assert re.search(r"^var containerPort = (\d+)$", BICEP.read_text(), re.MULTILINE).group(1) == exposed[-1]
 
 
+@pytest.mark.slow  # seconds: checkov loads all its frameworks' checks
 def test_checkov_azure_policies_offline(tmp_path: Path):
     """checkov's policies pass (three skipped with reasons), and fail on a copy with the admin user on."""
     (tmp_path / "main.bicep").write_text(BICEP.read_text())
