@@ -91,7 +91,8 @@ class LocalExecutor(Executor):
                     session.output(stream, getattr(box.compile, stream).encode())
                 session.exit("compile", box.compile)
             if not box.compiled_ok or session.cancelled.is_set():
-                return ExecutionResult(runtime.language, runtime.version, box.compile, box.compile)  # type: ignore[arg-type]
+                # Piston: no run stage after a failed compile (nor after the client left).
+                return ExecutionResult(runtime.language, runtime.version, box.compile or StageResult(), box.compile)
             session.stage("run")
             run = box.run_live(spec, session)
             session.exit("run", run)
@@ -156,10 +157,10 @@ class LocalBox(Box):
     def run_live(self, spec: RunSpec, session: InteractiveSession) -> StageResult:
         """One run whose stdin is fed by the session as the client sends it."""
         commands = build_commands(self.runtime, self.program.files, spec.limits)
-        live = LiveStage(self.slot)
+        live = LiveStage(self.slot, session.output)
         session.attach(live)
         try:
-            return self._stage([*commands.run, *spec.args], "", spec.limits, live=(live, session))
+            return self._stage([*commands.run, *spec.args], "", spec.limits, live=live)
         finally:
             session.detach()
             live.close()
@@ -194,19 +195,19 @@ class LocalBox(Box):
         return f"{IO_INSIDE}/{path.relative_to(slot.io)}" if self.slots.plan.bwrap else str(path)
 
     def _stage(self, argv: list[str], stdin: str, limits: Limits, slot: Slot | None = None,
-               live: tuple[LiveStage, InteractiveSession] | None = None) -> StageResult:
+               live: LiveStage | None = None) -> StageResult:
         slot = slot or self.slot
         sandbox = self.slots.take_sandbox(slot)
         try:
             if slot.cgroup is not None:
                 slot.cgroup.configure(limits.memory_bytes, limits.max_processes)
-            stdin_path = self._inside(live[0].path, slot) if live else self._stdin_file(stdin, slot)
+            stdin_path = self._inside(live.path, slot) if live else self._stdin_file(stdin, slot)
             sandbox.start(argv, stdin_path=stdin_path, rlimits=self._rlimits(limits, slot),
                           cpu_ms=limits.cpu_time_ms, wall_ms=limits.timeout_ms)
             if live:
-                live[0].started(sandbox)
+                live.started(sandbox)
             outcome = sandbox.collect(timeout_ms=limits.timeout_ms, output_max_size=limits.output_max_size,
-                                      on_output=live[1].output if live else None)
+                                      on_output=live.output if live else None)
         finally:
             sandbox.destroy(finished=sandbox.finished)
             # The next stage (run after compile, or the next test case) finds its sandbox ready.

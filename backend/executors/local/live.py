@@ -15,6 +15,7 @@ import select
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from backend.errors import ValidationError
@@ -27,7 +28,10 @@ SIGNAL_TRIES = 40
 
 
 class LiveStage(StageProcess):
-    def __init__(self, slot: Slot) -> None:
+    """The run stage's live stdin; ``output`` receives each stdout/stderr chunk as it is read."""
+
+    def __init__(self, slot: Slot, output: Callable[[str, bytes], None]) -> None:
+        self.output = output
         self.path: Path = slot.io / FIFO_NAME
         os.mkfifo(self.path, 0o400)
         if slot.uid is not None:
