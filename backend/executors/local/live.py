@@ -20,10 +20,9 @@ from pathlib import Path
 
 from backend.errors import ValidationError
 from backend.executors.local.sandbox import Sandbox, Slot
-from backend.interactive import StageProcess
+from backend.interactive import MAX_STDIN_BACKLOG_BYTES, StageProcess
 
 FIFO_NAME = "stdin-live"
-MAX_BACKLOG_BYTES = 16 * 1024 * 1024  # stdin sent but not read yet by the program
 SIGNAL_TRIES = 40
 
 
@@ -50,8 +49,8 @@ class LiveStage(StageProcess):
 
     def write(self, data: bytes) -> None:
         with self._wake:
-            if self._backlog_bytes + len(data) > MAX_BACKLOG_BYTES:
-                raise ValidationError(f"stdin backlog over {MAX_BACKLOG_BYTES} bytes: the program is not reading")
+            if self._backlog_bytes + len(data) > MAX_STDIN_BACKLOG_BYTES:
+                raise ValidationError(f"stdin backlog over {MAX_STDIN_BACKLOG_BYTES} bytes: the program is not reading")
             self._backlog.append(data)
             self._backlog_bytes += len(data)
             self._wake.notify()
