@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import queue
@@ -27,6 +28,7 @@ from backend.interactive import InteractiveSession
 from backend.models import ExecutionResult, Limits, Program, RunSpec, StageResult
 from backend.runtimes import Runtime, build_commands
 
+log = logging.getLogger(__name__)
 IO_INSIDE = "/.io"  # where the slot's io directory (stdin files) appears in the sandbox
 
 
@@ -45,17 +47,22 @@ class LocalExecutor(Executor):
                 cgroup_name=settings.cgroup_name if self.probe.cgroups else None,
                 box_size=settings.sandbox_box_size if os.geteuid() == 0 else 0,
             )
-        self.memory_budget = memory_budget_bytes(settings.sandbox_memory_budget)
+        self.memory_budget: int | None = None  # what the slots' parent cgroup holds them to; None: nothing
         if self.slots is not None and self.probe.cgroups:
-            apply_memory_budget(settings.cgroup_name, self.memory_budget)
+            budget = memory_budget_bytes(settings.sandbox_memory_budget)
+            try:
+                apply_memory_budget(settings.cgroup_name, budget)
+                self.memory_budget = budget
+            except OSError as exc:  # /health then shows none; the per-run caps still hold
+                log.error("could not set the sandbox memory budget of %d bytes: %s", budget, exc)
 
     def runtimes(self) -> list[Runtime]:
         return list(self._runtimes)
 
     def health(self) -> dict[str, Any]:
         slots = [slot.index for slot in self.slots.slots] if self.slots else []
-        budget = self.memory_budget if self.probe.cgroups else None  # only a cgroup can hold it
-        return {"executor": self.name, "sandbox": {**self.probe.to_json(), "slots": slots, "memory_budget": budget}}
+        return {"executor": self.name,
+                "sandbox": {**self.probe.to_json(), "slots": slots, "memory_budget": self.memory_budget}}
 
     def stats(self) -> dict[str, Any]:
         """For /metrics (piston_executor_*): sandbox slots in total and free right now."""
