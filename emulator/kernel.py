@@ -90,7 +90,29 @@ class KernelProcess:
         return self._proc.pid if self._proc else None
 
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None and not self._closed
+        return self._running() and not self._closed
+
+    def _running(self) -> bool:
+        """Has the process not exited? Asked without reaping it (waitid WNOWAIT).
+
+        Until shutdown() reaps it, its pid (a zombie at worst) cannot be reused, so signalling its process
+        group is always safe. With pid_max 32768 and busy machines, a reaped pid is soon someone else's.
+        """
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return False
+        try:
+            return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+        except ChildProcessError:
+            return False
+
+    def _wait_exit(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self._running():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     # -- start ---------------------------------------------------------------------------------------
     def start(self, timeout_s: float) -> None:
@@ -187,7 +209,7 @@ class KernelProcess:
     def _check_started(self, deadline: float) -> None:
         if self._closed:
             raise KernelStartError("kernel was shut down while starting")
-        if self._proc is None or self._proc.poll() is not None:
+        if not self._running():
             raise KernelStartError(f"kernel process exited during start; log tail: {self._log_tail()}")
         if time.monotonic() > deadline:
             raise KernelStartError("kernel did not become ready in time")
@@ -318,8 +340,8 @@ class KernelProcess:
                 self._client.control_channel.send(self._client.session.msg("interrupt_request", {}))
 
     def _signal(self, signum: int) -> None:
-        if self._proc is None:
-            return
+        if self._proc is None or self._proc.returncode is not None:
+            return  # reaped: the pid (and group id) may belong to another process by now
         try:
             os.killpg(self._proc.pid, signum)
         except (ProcessLookupError, PermissionError):
@@ -333,7 +355,7 @@ class KernelProcess:
                 return
             self._closed = True
         proc = self._proc
-        if proc is not None and proc.poll() is None:
+        if proc is not None and self._running():
             # Ask politely when nobody is using the sockets, as a Jupyter frontend would.
             if self._use_lock.acquire(blocking=False):
                 try:
@@ -341,18 +363,14 @@ class KernelProcess:
                         self._client.shutdown()
                 finally:
                     self._use_lock.release()
-                try:
-                    proc.wait(grace_s)
-                except subprocess.TimeoutExpired:
-                    pass
-            if proc.poll() is None:
+                self._wait_exit(grace_s)
+            if self._running():
                 self._signal(signal.SIGTERM)
-                try:
-                    proc.wait(grace_s)
-                except subprocess.TimeoutExpired:
-                    pass
+                self._wait_exit(grace_s)
         if proc is not None:
-            self._signal(signal.SIGKILL)  # also reaps whatever user code left in the process group
+            # Before reaping: also kills whatever user code left in the process group (pythonlts: bwrap,
+            # whose death takes the whole sandbox's pid namespace with it).
+            self._signal(signal.SIGKILL)
             try:
                 proc.wait(5)
             except subprocess.TimeoutExpired:

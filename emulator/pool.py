@@ -18,6 +18,11 @@ from .kernel import KernelProcess
 log = logging.getLogger(__name__)
 
 
+# A waiter gives up after this many failed starts: one failure can be the machine (a kernel killed on a
+# loaded host), three in a row are the configuration.
+START_ATTEMPTS = 3
+
+
 class AllocationFailed(Exception):
     pass
 
@@ -87,7 +92,7 @@ class KernelPool:
                             if kernel.alive():
                                 return kernel
                             dead.append(kernel)
-                        if self._failures > failures_before:
+                        if self._failures - failures_before >= START_ATTEMPTS:
                             raise AllocationFailed(f"kernel start failed: {self._last_error}")
                         self._schedule_locked()
                         left = deadline - time.monotonic()

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import requests
+from requests.adapters import HTTPAdapter
 
 from emulator.testing import EmulatorProcess
+from tests.integration import spec_contract
 
 NEW = "2025-10-02-preview"
 LEGACY = "2024-02-02-preview"
@@ -92,3 +97,38 @@ def wait_until(predicate: Any, timeout_s: float) -> bool:
             return True
         time.sleep(0.1)
     return predicate()
+
+
+_POOL_PATH = re.compile(r"^(/subscriptions/[^/]+/resourceGroups/[^/]+/sessionPools/[^/]+)(/.*)?$")
+
+
+def check_contract(response: requests.Response) -> None:
+    """Hold one data-plane response to Microsoft's swagger for its api-version (when the documents are here)."""
+    contract = spec_contract.contract()
+    path = requests.utils.urlparse(response.url).path
+    match = _POOL_PATH.match(path)
+    if contract is None or match is None or "x-emulator-fault" in response.headers:
+        return
+    contract.check(
+        method=response.request.method or "GET",
+        url=response.url,
+        pool_path=match.group(1),
+        status=response.status_code,
+        headers=response.headers,
+        body=response.content,
+    )
+
+
+@pytest.fixture(scope="module", autouse=False)
+def spec_checked() -> Iterator[None]:
+    """Every response any client (requests, azure-core, langchain) gets in the module is checked."""
+    original = HTTPAdapter.send
+
+    def send(self: HTTPAdapter, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        response = original(self, request, *args, **kwargs)
+        check_contract(response)
+        return response
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(HTTPAdapter, "send", send)
+        yield

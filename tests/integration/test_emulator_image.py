@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from emulator.testing import EmulatorProcess
-from tests.integration.emulator_helpers import Client, host_pids, ident, msi_token, wait_until
+from tests.integration.emulator_helpers import Client, host_pids, ident, msi_token, spec_checked, wait_until  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("spec_checked")
 
 HIDDEN = ("java", "javac", "node", "npm", "ruby", "php", "go", "gcc", "g++", "cc")
 
