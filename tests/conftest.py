@@ -65,11 +65,14 @@ def _pool_server(emulator: EmulatorProcess) -> Iterator[ServerProcess]:
         yield server
 
 
+# The default profile, pythonlts: sessions look like a real PythonLTS pool (unprivileged kernel,
+# python/bash/perl only, no network; emulator/README.md "The pythonlts profile").
+POOL_OPTIONS = {"max_sessions": 40, "ready_sessions": 2, "identifier_rule": POOL_IDENTIFIER_RULE}
+
+
 @pytest.fixture(scope="session")
 def pool_emulator() -> Iterator[EmulatorProcess]:
-    # The default profile, pythonlts: sessions look like a real PythonLTS pool (unprivileged kernel,
-    # python/bash/perl only, no network; emulator/README.md "The pythonlts profile").
-    with EmulatorProcess(max_sessions=40, ready_sessions=2, identifier_rule=POOL_IDENTIFIER_RULE) as emulator:
+    with EmulatorProcess(**POOL_OPTIONS) as emulator:
         yield emulator
 
 
@@ -84,15 +87,10 @@ def pool_client(pool_server: ServerProcess) -> Client:
 
 
 @pytest.fixture(scope="session")
-def pool_root_emulator() -> Iterator[EmulatorProcess]:
+def pool_root_server() -> Iterator[ServerProcess]:
     """The same image with the kernel as root (test-only): the harness's root path (a fresh uid per run)."""
-    with EmulatorProcess(max_sessions=40, ready_sessions=2, kernel_user="root", identifier_rule=POOL_IDENTIFIER_RULE) as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="session")
-def pool_root_server(pool_root_emulator: EmulatorProcess) -> Iterator[ServerProcess]:
-    yield from _pool_server(pool_root_emulator)
+    with EmulatorProcess(**POOL_OPTIONS, kernel_user="root") as emulator:
+        yield from _pool_server(emulator)
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,9 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import requests
-from requests.adapters import HTTPAdapter
 
 from emulator.testing import EmulatorProcess
 from tests.integration import spec_contract
@@ -36,6 +33,11 @@ def ident() -> str:
 
 class Client:
     """Plain HTTP client of the data plane (what the backend does with requests)."""
+
+    @classmethod
+    def of(cls, emu: EmulatorProcess) -> Client:
+        """A client with a token from the emulator's managed-identity endpoint."""
+        return cls(emu, msi_token(emu).json()["access_token"])
 
     def __init__(self, emu: EmulatorProcess, token: str) -> None:
         self.endpoint = emu.pool_endpoint
@@ -117,18 +119,3 @@ def check_contract(response: requests.Response) -> None:
         headers=response.headers,
         body=response.content,
     )
-
-
-@pytest.fixture(scope="module", autouse=False)
-def spec_checked() -> Iterator[None]:
-    """Every response any client (requests, azure-core, langchain) gets in the module is checked."""
-    original = HTTPAdapter.send
-
-    def send(self: HTTPAdapter, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        response = original(self, request, *args, **kwargs)
-        check_contract(response)
-        return response
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(HTTPAdapter, "send", send)
-        yield

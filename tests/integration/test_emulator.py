@@ -40,7 +40,6 @@ from tests.integration.emulator_helpers import (
     ident,
     msi_token,
     pid_alive,
-    spec_checked,  # noqa: F401  (fixture: every data-plane response is held to the swagger)
     wait_until,
 )
 

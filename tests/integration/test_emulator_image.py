@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from emulator.testing import EmulatorProcess
-from tests.integration.emulator_helpers import Client, host_pids, ident, msi_token, spec_checked, wait_until  # noqa: F401
+from tests.integration.emulator_helpers import Client, host_pids, ident, wait_until
 
 pytestmark = pytest.mark.usefixtures("spec_checked")
 
@@ -25,11 +25,6 @@ HIDDEN = ("java", "javac", "node", "npm", "ruby", "php", "go", "gcc", "g++", "cc
 def emu() -> Iterator[EmulatorProcess]:
     with EmulatorProcess(ready_sessions=2, max_sessions=20) as process:
         yield process
-
-
-@pytest.fixture(scope="module")
-def dp(emu: EmulatorProcess) -> Client:
-    return Client(emu, msi_token(emu).json()["access_token"])
 
 
 def value(dp: Client, sid: str, code: str) -> Any:
@@ -214,7 +209,7 @@ def test_user_namespaces_are_refused_by_default(dp: Client) -> None:
 def test_root_kernel_gcc_and_user_namespaces_on_request() -> None:
     """--kernel-user root (test-only), --image-toolchains gcc, --kernel-userns allow."""
     with EmulatorProcess(ready_sessions=1, kernel_user="root", image_toolchains=["gcc"], kernel_userns="allow") as emu:
-        dp = Client(emu, msi_token(emu).json()["access_token"])
+        dp = Client.of(emu)
         code = (
             "import os, subprocess\n"
             "open('/tmp/h.c', 'w').write('#include <stdio.h>\\nint main(void){puts(\"compiled\");return 0;}')\n"
@@ -228,7 +223,7 @@ def test_root_kernel_gcc_and_user_namespaces_on_request() -> None:
 
 def test_host_profile_is_this_machine() -> None:
     with EmulatorProcess(ready_sessions=1, profile="host") as emu:
-        dp = Client(emu, msi_token(emu).json()["access_token"])
+        dp = Client.of(emu)
         code = (
             "import os, shutil\n"
             "json.dumps([os.getcwd() == os.environ['SESSION_DATA_DIR'], os.getcwd(), bool(shutil.which('perl'))])"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from emulator.testing import EmulatorProcess
-from tests.integration.emulator_helpers import spec_checked, wait_until  # noqa: F401
+from tests.integration.emulator_helpers import wait_until
 
 pytestmark = pytest.mark.usefixtures("spec_checked")
 

@@ -17,7 +17,7 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from emulator.settings import KNOWN_API_VERSIONS
 from emulator.testing import EmulatorProcess
 from tests.integration import spec_contract
-from tests.integration.emulator_helpers import Client, ident, msi_token, spec_checked  # noqa: F401
+from tests.integration.emulator_helpers import Client, ident
 
 pytestmark = [
     pytest.mark.usefixtures("spec_checked"),
@@ -36,11 +36,6 @@ def contract() -> spec_contract.Contract:
 def emu() -> Iterator[EmulatorProcess]:
     with EmulatorProcess(ready_sessions=1, max_sessions=20) as process:
         yield process
-
-
-@pytest.fixture(scope="module")
-def dp(emu: EmulatorProcess) -> Client:
-    return Client(emu, msi_token(emu).json()["access_token"])
 
 
 def test_the_documents_are_valid_swagger(contract: spec_contract.Contract) -> None:
