@@ -117,13 +117,12 @@ class KernelProcess:
     # -- start ---------------------------------------------------------------------------------------
     def start(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        program = self.image.seccomp_program(self.box) if self.image is not None else None
-        seccomp_fd = _pipe_with(program) if program is not None else None
+        fds: list[int] = []  # pipes the sandbox reads at start (its options, its seccomp program)
         try:
             if self.image is None:
                 argv, env, cwd = self._host_launch()
             else:
-                argv, env, cwd = self._sandbox_launch(seccomp_fd)
+                argv, env, cwd = self._sandbox_launch(fds)
             with self._state_lock:
                 if self._closed:
                     raise KernelStartError("kernel was shut down before it started")
@@ -137,12 +136,12 @@ class KernelProcess:
                         stdout=log,
                         stderr=log,
                         start_new_session=True,
-                        pass_fds=() if seccomp_fd is None else (seccomp_fd,),
+                        pass_fds=tuple(fds),
                     )
                     self._proc = _SPAWNER.submit(popen).result()
         finally:
-            if seccomp_fd is not None:
-                os.close(seccomp_fd)
+            for fd in fds:
+                os.close(fd)
         info = self._wait_connection_file(deadline)
         if self.image is not None:
             info = dict(info, ip=str(self.box.run / "k"))  # the same sockets, seen from the host
@@ -162,7 +161,7 @@ class KernelProcess:
         argv = [self._python, "-m", "ipykernel_launcher", "-f", str(self.connection_file), "--HistoryManager.enabled=False"]
         return argv, env, self.data_dir
 
-    def _sandbox_launch(self, seccomp_fd: int | None) -> tuple[list[str], dict[str, str], Path]:
+    def _sandbox_launch(self, fds: list[int]) -> tuple[list[str], dict[str, str], Path]:
         """--profile pythonlts: ipykernel in the image sandbox, ZMQ over unix sockets in the run dir.
 
         The emulator writes the connection file (ipc transport, fixed socket names) and the kernel binds
@@ -192,7 +191,16 @@ class KernelProcess:
             f"{RUN_DIR}/kernel.json",
             "--HistoryManager.enabled=False",
         ]
-        return self.image.argv(self.box, kernel_argv, seccomp_fd), self.image.env(self.box), self.box.root
+        program = self.image.seccomp_program(self.box)
+        seccomp_fd = None
+        if program is not None:
+            seccomp_fd = _pipe_with(program)
+            fds.append(seccomp_fd)
+        options, command = self.image.argv(self.box, kernel_argv, seccomp_fd)
+        # The options through a pipe (bwrap --args): ps in the sandbox then shows "bwrap --args N", not the
+        # host paths of the binds.
+        fds.append(_pipe_with(b"".join(option.encode() + b"\0" for option in options)))
+        return ["/usr/bin/bwrap", "--args", str(fds[-1]), *command], self.image.env(self.box), self.box.root
 
     def _wait_connection_file(self, deadline: float) -> dict[str, Any]:
         while True:
@@ -385,7 +393,7 @@ class KernelProcess:
 
 
 def _pipe_with(data: bytes) -> int:
-    """The read end of a pipe holding ``data`` (a seccomp program is ~100 bytes: far below the pipe buffer)."""
+    """The read end of a pipe holding ``data`` (a few KiB at most: below the 64 KiB pipe buffer)."""
     read_fd, write_fd = os.pipe()
     try:
         os.write(write_fd, data)
