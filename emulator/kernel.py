@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -390,6 +391,12 @@ class KernelProcess:
         for path in (self.connection_file, self.log_file, *(self.box.run.glob("k-*") if self.image else ())):
             path.unlink(missing_ok=True)
         # The box (data, home, tmp) stays: a restarted kernel is the same container. Its owner removes it.
+
+
+    def discard(self) -> None:
+        """Shut down a kernel that never served a session (a ready-pool kernel), and remove its box."""
+        self.shutdown()
+        shutil.rmtree(self.box.root, ignore_errors=True)
 
 
 def _pipe_with(data: bytes) -> int:

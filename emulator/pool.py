@@ -74,7 +74,7 @@ class KernelPool:
                 self._schedule_locked()  # after a failure only a waiter restarts it: no hot retry loop
             self._cond.notify_all()
         if orphan is not None:
-            orphan.shutdown()
+            orphan.discard()
 
     def acquire(self, timeout_s: float) -> KernelProcess:
         deadline = time.monotonic() + timeout_s
@@ -104,7 +104,7 @@ class KernelPool:
                     self._schedule_locked()  # replenish what was taken
         finally:
             for kernel in dead:
-                kernel.shutdown()
+                kernel.discard()
 
     def counts(self) -> dict[str, int]:
         with self._cond:
@@ -117,7 +117,7 @@ class KernelPool:
             self._ready.clear()
             self._cond.notify_all()
         for kernel in ready:
-            kernel.shutdown()
+            kernel.discard()
 
 
 def in_parallel(items: list[Any], action: Callable[[Any], None]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -156,7 +157,7 @@ json.dumps({"env": out, "tmp": os.listdir("/tmp"), "data": os.listdir("/mnt/data
 """
 
 
-def test_a_fresh_identifier_starts_from_the_pristine_image(dp: Client) -> None:
+def test_a_fresh_identifier_starts_from_the_pristine_image(emu: EmulatorProcess, dp: Client) -> None:
     """In Azure each session is its own container: a new identifier must not inherit anything."""
     marker = f"0.{uuid.uuid4().int % 10**12:012d}"
     planted = ident()
@@ -167,8 +168,11 @@ def test_a_fresh_identifier_starts_from_the_pristine_image(dp: Client) -> None:
     # ... a new identifier is not, and neither is the planter's identifier once its session is deleted.
     fresh = {"env": ["None", "None"], "tmp": [], "data": [], "bashrc": False, "daemon": False, "venv": []}
     assert json_value(dp, ident(), f"MARKER = {marker!r}\n" + CHECK) == fresh
+    box = Path(next(s["data_dir"] for s in emu.state()["sessions"] if s["identifier"] == planted)).parent
+    assert (box / "home" / "snenv").is_dir()
     assert dp.call("DELETE", "/session", identifier=planted).status_code == 204
     assert wait_until(lambda: not host_pids(marker), 10)
+    assert not box.exists()  # the container is gone, files and all
     assert json_value(dp, planted, f"MARKER = {marker!r}\n" + CHECK) == fresh
 
 
