@@ -98,9 +98,22 @@ def pool_root_client(pool_root_server: ServerProcess) -> Client:
     return Client(pool_root_server.url)
 
 
-@pytest.fixture(scope="session", params=["pool", "pool_root"])
+@pytest.fixture(scope="session")
+def pool_userns_server() -> Iterator[ServerProcess]:
+    """The unprivileged kernel, but allowed to create user namespaces (the harness's userns path)."""
+    with EmulatorProcess(**POOL_OPTIONS, kernel_userns="allow") as emulator:
+        yield from _pool_server(emulator)
+
+
+@pytest.fixture(scope="session")
+def pool_userns_client(pool_userns_server: ServerProcess) -> Client:
+    return Client(pool_userns_server.url)
+
+
+@pytest.fixture(scope="session", params=["pool", "pool_userns", "pool_root"])
 def pool_kernel_client(request: pytest.FixtureRequest) -> Client:
-    """A pool suite against both session kernels: unprivileged (PythonLTS) and root."""
+    """A pool suite against each kind of session kernel: unprivileged without user namespaces (the
+    default, as PythonLTS is presumed), unprivileged with them, and root (test-only)."""
     return request.getfixturevalue(f"{request.param}_client")
 
 
