@@ -7,6 +7,7 @@ conformance suite for both; ``local_client`` is for what only the local sandbox 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -58,7 +59,9 @@ def local_client(local_server: ServerProcess) -> Client:
 POOL_IDENTIFIER_RULE = "union"
 
 
-def _pool_server(emulator: EmulatorProcess) -> Iterator[ServerProcess]:
+@contextmanager
+def pool_backend(emulator: EmulatorProcess) -> Iterator[ServerProcess]:
+    """The backend (gunicorn) against ``emulator``'s pool."""
     env = {"USE_LOCAL_EXECUTOR": "false", "POOL_MANAGEMENT_ENDPOINT": emulator.pool_endpoint,
            **emulator.identity_env(), "MAX_CONCURRENT_JOBS": "4", "RUN_MEMORY_LIMIT": "-1"}
     with ServerProcess(env) as server:
@@ -78,7 +81,8 @@ def pool_emulator() -> Iterator[EmulatorProcess]:
 
 @pytest.fixture(scope="session")
 def pool_server(pool_emulator: EmulatorProcess) -> Iterator[ServerProcess]:
-    yield from _pool_server(pool_emulator)
+    with pool_backend(pool_emulator) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -89,8 +93,8 @@ def pool_client(pool_server: ServerProcess) -> Client:
 @pytest.fixture(scope="session")
 def pool_root_server() -> Iterator[ServerProcess]:
     """The same image with the kernel as root (test-only): the harness's root path (a fresh uid per run)."""
-    with EmulatorProcess(**POOL_OPTIONS, kernel_user="root") as emulator:
-        yield from _pool_server(emulator)
+    with EmulatorProcess(**POOL_OPTIONS, kernel_user="root") as emulator, pool_backend(emulator) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +105,8 @@ def pool_root_client(pool_root_server: ServerProcess) -> Client:
 @pytest.fixture(scope="session")
 def pool_userns_server() -> Iterator[ServerProcess]:
     """The unprivileged kernel, but allowed to create user namespaces (the harness's userns path)."""
-    with EmulatorProcess(**POOL_OPTIONS, kernel_userns="allow") as emulator:
-        yield from _pool_server(emulator)
+    with EmulatorProcess(**POOL_OPTIONS, kernel_userns="allow") as emulator, pool_backend(emulator) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
