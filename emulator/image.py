@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -195,6 +196,8 @@ class Image:
         for tool in ("/usr/bin/bwrap", "/usr/bin/setpriv", "/usr/bin/mount"):
             if not os.access(tool, os.X_OK):
                 raise RuntimeError(f"--profile pythonlts needs {tool}")
+        if userns == "deny" and platform.machine() != "x86_64":
+            raise RuntimeError("--kernel-userns deny has a seccomp filter for x86-64 only; use --kernel-userns allow")
         self.root = root
         self.kernel_user = kernel_user
         self.userns = userns

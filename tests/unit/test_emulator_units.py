@@ -271,7 +271,7 @@ def test_userns_filter_is_well_formed() -> None:
 # -- the app, in process, without kernels ----------------------------------------------------------------
 @pytest.fixture
 def app_client() -> Iterator[tuple[FlaskClient, Settings]]:
-    settings = Settings(ready_sessions=0, identity_header="hdr")
+    settings = Settings(ready_sessions=0, identity_header="hdr", profile="host")  # no kernel is ever started
     app = create_app(settings)
     try:
         yield app.test_client(), settings
