@@ -61,7 +61,7 @@ def test_the_check_can_fail(contract: spec_contract.Contract, emu: EmulatorProce
 def test_every_operation_of_each_api_version(contract: spec_contract.Contract, dp: Client, version: str) -> None:
     if version not in contract.documents:
         pytest.skip(f"no swagger for {version} among {contract.versions}")
-    before = contract.checked
+    before, unchecked_before = contract.checked, len(contract.unchecked)
     sid = ident()
 
     def call(method: str, path: str, **kwargs: object) -> object:
@@ -95,4 +95,7 @@ def test_every_operation_of_each_api_version(contract: spec_contract.Contract, d
     assert call("POST", "/executions", identifier="bad id", json={"code": "1"}).status_code == 400
     assert call("DELETE", "/session", identifier=sid).status_code == 204
     assert call("GET", "/session", identifier=sid).status_code == 404
-    assert contract.checked - before == 20 + polls  # every response above was held to the swagger
+    # Every response above was held to the swagger, except for routes this version's document lacks.
+    skipped = contract.unchecked[unchecked_before:]
+    assert all(" is no route of " in why or " is not an operation of " in why for why in skipped), skipped
+    assert contract.checked - before + len(skipped) == 20 + polls and contract.checked - before >= 14
