@@ -90,35 +90,24 @@ def pool_client(pool_server: ServerProcess) -> Client:
     return Client(pool_server.url)
 
 
-@pytest.fixture(scope="session")
-def pool_root_server() -> Iterator[ServerProcess]:
-    """The same image with the kernel as root (test-only): the harness's root path (a fresh uid per run)."""
-    with EmulatorProcess(**POOL_OPTIONS, kernel_user="root") as emulator, pool_backend(emulator) as server:
-        yield server
+# The kinds of session kernel a pool suite can run against: unprivileged without user namespaces (the
+# default, as PythonLTS is presumed), unprivileged with them, and root (test-only).
+KERNEL_VARIANTS: dict[str, dict[str, str] | None] = {
+    "unprivileged": None,  # the pool_client above
+    "userns": {"kernel_userns": "allow"},
+    "root": {"kernel_user": "root"},
+}
 
 
-@pytest.fixture(scope="session")
-def pool_root_client(pool_root_server: ServerProcess) -> Client:
-    return Client(pool_root_server.url)
-
-
-@pytest.fixture(scope="session")
-def pool_userns_server() -> Iterator[ServerProcess]:
-    """The unprivileged kernel, but allowed to create user namespaces (the harness's userns path)."""
-    with EmulatorProcess(**POOL_OPTIONS, kernel_userns="allow") as emulator, pool_backend(emulator) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def pool_userns_client(pool_userns_server: ServerProcess) -> Client:
-    return Client(pool_userns_server.url)
-
-
-@pytest.fixture(scope="session", params=["pool", "pool_userns", "pool_root"])
-def pool_kernel_client(request: pytest.FixtureRequest) -> Client:
-    """A pool suite against each kind of session kernel: unprivileged without user namespaces (the
-    default, as PythonLTS is presumed), unprivileged with them, and root (test-only)."""
-    return request.getfixturevalue(f"{request.param}_client")
+@pytest.fixture(scope="session", params=list(KERNEL_VARIANTS))
+def pool_kernel_client(request: pytest.FixtureRequest) -> Iterator[Client]:
+    """A pool suite against each kind of session kernel (the harness's none, userns and uid paths)."""
+    options = KERNEL_VARIANTS[request.param]
+    if options is None:
+        yield request.getfixturevalue("pool_client")
+        return
+    with EmulatorProcess(**POOL_OPTIONS, **options) as emulator, pool_backend(emulator) as server:
+        yield Client(server.url)
 
 
 @pytest.fixture(scope="session", params=["local", "pool"])
