@@ -38,10 +38,11 @@ PROBLEM = "specs absent"
 
 
 def specs_root() -> Path | None:
-    """Where the spec folder is: $DYNAMIC_SESSIONS_SPECS, else shared/specs/ beside the repository, else
-    tests/data/ in it. The folder holds ``preview/<version>/DynamicSessions.json`` (and ``stable/...``)."""
+    """Where the spec folder is: $DYNAMIC_SESSIONS_SPECS, else shared/specs/ beside the repository (or beside
+    the folder of its worktrees), else tests/data/ in it. The folder holds ``preview/<version>/DynamicSessions.json``
+    (and ``stable/...``)."""
     candidates = [os.environ.get(SPECS_ENV, ""), REPO.parent / "shared" / "specs" / SPECS_FOLDER,
-                  REPO / "tests" / "data" / SPECS_FOLDER]
+                  REPO.parent.parent / "shared" / "specs" / SPECS_FOLDER, REPO / "tests" / "data" / SPECS_FOLDER]
     for candidate in candidates:
         if candidate and any(Path(candidate).glob("*/*/DynamicSessions.json")):
             return Path(candidate)
