@@ -73,39 +73,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--code-execute-body", choices=BODY_SHAPES, default=d.code_execute_body)
     p.add_argument("--strict-audience", action="store_true", help="reject aud https://acasessions.io")
     p.add_argument("--max-execution-seconds", type=int, default=d.max_execution_s, help="execution time cap")
-    p.add_argument(
-        "--identifier-rule",
-        choices=IDENTIFIER_RULE_NAMES,
-        default=d.identifier_rule,
-        help="common: what every documented rule accepts ([A-Za-z0-9-]{4,128}); union: what any accepts",
-    )
     p.add_argument("--max-upload-bytes", type=int, default=d.max_upload_bytes)
     p.add_argument("--data-root", default=None, help="where session directories live (default: a temp dir)")
     p.add_argument("--kernel-start-timeout", type=float, default=d.kernel_start_timeout_s)
-    p.add_argument(
-        "--profile",
-        choices=PROFILES,
-        default=d.profile,
-        help="pythonlts: each kernel in a PythonLTS-like sandbox (default); host: this machine as is (debugging)",
+    choice_flags = (
+        ("--identifier-rule", IDENTIFIER_RULE_NAMES, d.identifier_rule,
+         "common: what every documented rule accepts ([A-Za-z0-9-]{4,128}); union: what any accepts"),
+        ("--profile", PROFILES, d.profile,
+         "pythonlts: each kernel in a PythonLTS-like sandbox (default); host: this machine as is (debugging)"),
+        ("--kernel-user", KERNEL_USERS, d.kernel_user,
+         "pythonlts kernel user; root is for tests of a root session only (PythonLTS runs as ubuntu)"),
+        ("--kernel-userns", KERNEL_USERNS, d.kernel_userns,
+         "may an unprivileged pythonlts kernel create user namespaces (deny: like Docker's seccomp profile)"),
     )
+    for flag, choices, default, text in choice_flags:
+        p.add_argument(flag, choices=choices, default=default, help=text)
     p.add_argument(
         "--image-toolchains",
         nargs="*",
         choices=OPTIONAL_TOOLCHAINS,
         default=[],
         help="unverified toolchains the pythonlts image shows too",
-    )
-    p.add_argument(
-        "--kernel-user",
-        choices=KERNEL_USERS,
-        default=d.kernel_user,
-        help="pythonlts kernel user; root is for tests of a root session only (PythonLTS runs as ubuntu)",
-    )
-    p.add_argument(
-        "--kernel-userns",
-        choices=KERNEL_USERNS,
-        default=d.kernel_userns,
-        help="may an unprivileged pythonlts kernel create user namespaces (deny: like Docker's seccomp profile)",
     )
     p.add_argument("--kernel-uid-base", type=int, default=d.kernel_uid_base, help="first uid of pythonlts kernels")
     p.add_argument("--log-requests", action="store_true", help="log every request to stderr")

@@ -105,15 +105,20 @@ class ExecutionRecord:
             body["result"] = {
                 "stdout": outcome.stdout,
                 "stderr": outcome.stderr,
+                # No value (a statement, or an expression that is None) is null [SPEC example
+                # CodeExecution_Execute_Result_None, 2025-10-02-preview].
                 "executionResult": outcome.result,
                 "executionTimeInMilliseconds": outcome.duration_ms,
             }
             # Guess: user exceptions carry no "error" (clients read result.stderr [3P]); a timeout does,
-            # since it is the service, not the code, that failed the execution.
+            # since it is the service, not the code, that failed the execution. The swagger types the field
+            # as an ErrorResponse, so the code and message sit under "error" twice [SPEC].
             if outcome.timed_out:
                 body["error"] = {
-                    "code": "ExecutionTimedOut",
-                    "message": f"The execution exceeded the {self.timeout_s:g} second timeout.",
+                    "error": {
+                        "code": "ExecutionTimedOut",
+                        "message": f"The execution exceeded the {self.timeout_s:g} second timeout.",
+                    }
                 }
         return body
 
@@ -129,7 +134,7 @@ class ExecutionRecord:
                 "status": "Success" if outcome.succeeded else "Failure",
                 "stdout": outcome.stdout,
                 "stderr": outcome.stderr,
-                "result": outcome.result,
+                "result": "" if outcome.result is None else outcome.result,  # Guess: legacy keeps ""
                 "executionTimeInMilliseconds": outcome.duration_ms,
             },
         }
@@ -141,7 +146,7 @@ def run_execution(registry: SessionRegistry, session: Session, record: Execution
     with session.exec_lock:
         kernel = session.kernel
         if session.closed or kernel is None:
-            record.outcome = ExecOutcome(False, "", "The session was deleted.\n", "", 0, kernel_lost=True)
+            record.outcome = ExecOutcome(False, "", "The session was deleted.\n", None, 0, kernel_lost=True)
             record.status = "Failed"
             return
         record.status = "Running"

@@ -178,7 +178,8 @@ def apply_fault(rule: FaultRule, request: Request) -> Response | None:
     if rule.status is None and rule.body is None:
         return None
     status = rule.status or 200
-    headers: dict[str, str] = {}
+    # Marks the answer as injected, so contract checks in tests can tell it from the service's own.
+    headers: dict[str, str] = {"x-emulator-fault": str(rule.id)}
     if rule.retry_after is not None:
         # Retry-After is integer seconds on the wire; round up so clients never retry too early.
         headers["Retry-After"] = str(int(-(-rule.retry_after // 1)))

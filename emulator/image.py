@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -195,6 +196,8 @@ class Image:
         for tool in ("/usr/bin/bwrap", "/usr/bin/setpriv", "/usr/bin/mount"):
             if not os.access(tool, os.X_OK):
                 raise RuntimeError(f"--profile pythonlts needs {tool}")
+        if userns == "deny" and platform.machine() != "x86_64":
+            raise RuntimeError("--kernel-userns deny has a seccomp filter for x86-64 only; use --kernel-userns allow")
         self.root = root
         self.kernel_user = kernel_user
         self.userns = userns
@@ -271,11 +274,10 @@ class Image:
         """The filter for --kernel-userns deny; a root kernel keeps CAP_SYS_ADMIN, which Docker's profile exempts."""
         return userns_filter() if self.userns == "deny" and box.uid != 0 else None
 
-    def argv(self, box: Box, kernel_argv: list[str], seccomp_fd: int | None = None) -> list[str]:
-        """bwrap + setup script + setpriv + ``kernel_argv`` (run inside the sandbox as the box's uid)."""
+    def argv(self, box: Box, kernel_argv: list[str], seccomp_fd: int | None = None) -> tuple[list[str], list[str]]:
+        """(bwrap's options, the command): a setup script, then setpriv and ``kernel_argv`` as the box's uid."""
         py = self.python
         args = [
-            "/usr/bin/bwrap",
             "--die-with-parent",  # the emulator dies (even by SIGKILL): the sandbox goes with it
             "--new-session",
             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
@@ -321,7 +323,7 @@ class Image:
             "mount -t overlay -o ro,lowerdir=/.image-layer:/usr overlay /usr && umount /.image-layer && "
             f"rmdir /.image-layer 2>/dev/null; {drop}{shlex.join(kernel_argv)}"
         )
-        return [*args, "/usr/bin/sh", "-c", setup]
+        return args, ["/usr/bin/sh", "-c", setup]
 
 
 def _parents(path: str) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -90,18 +91,39 @@ class KernelProcess:
         return self._proc.pid if self._proc else None
 
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None and not self._closed
+        return self._running() and not self._closed
+
+    def _running(self) -> bool:
+        """Has the process not exited? Asked without reaping it (waitid WNOWAIT).
+
+        Until shutdown() reaps it, its pid (a zombie at worst) cannot be reused, so signalling its process
+        group is always safe. With pid_max 32768 and busy machines, a reaped pid is soon someone else's.
+        """
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return False
+        try:
+            return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+        except ChildProcessError:
+            return False
+
+    def _wait_exit(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self._running():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     # -- start ---------------------------------------------------------------------------------------
     def start(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        program = self.image.seccomp_program(self.box) if self.image is not None else None
-        seccomp_fd = _pipe_with(program) if program is not None else None
+        fds: list[int] = []  # pipes the sandbox reads at start (its options, its seccomp program)
         try:
             if self.image is None:
                 argv, env, cwd = self._host_launch()
             else:
-                argv, env, cwd = self._sandbox_launch(seccomp_fd)
+                argv, env, cwd = self._sandbox_launch(fds)
             with self._state_lock:
                 if self._closed:
                     raise KernelStartError("kernel was shut down before it started")
@@ -115,12 +137,12 @@ class KernelProcess:
                         stdout=log,
                         stderr=log,
                         start_new_session=True,
-                        pass_fds=() if seccomp_fd is None else (seccomp_fd,),
+                        pass_fds=tuple(fds),
                     )
                     self._proc = _SPAWNER.submit(popen).result()
         finally:
-            if seccomp_fd is not None:
-                os.close(seccomp_fd)
+            for fd in fds:
+                os.close(fd)
         info = self._wait_connection_file(deadline)
         if self.image is not None:
             info = dict(info, ip=str(self.box.run / "k"))  # the same sockets, seen from the host
@@ -140,7 +162,7 @@ class KernelProcess:
         argv = [self._python, "-m", "ipykernel_launcher", "-f", str(self.connection_file), "--HistoryManager.enabled=False"]
         return argv, env, self.data_dir
 
-    def _sandbox_launch(self, seccomp_fd: int | None) -> tuple[list[str], dict[str, str], Path]:
+    def _sandbox_launch(self, fds: list[int]) -> tuple[list[str], dict[str, str], Path]:
         """--profile pythonlts: ipykernel in the image sandbox, ZMQ over unix sockets in the run dir.
 
         The emulator writes the connection file (ipc transport, fixed socket names) and the kernel binds
@@ -170,7 +192,16 @@ class KernelProcess:
             f"{RUN_DIR}/kernel.json",
             "--HistoryManager.enabled=False",
         ]
-        return self.image.argv(self.box, kernel_argv, seccomp_fd), self.image.env(self.box), self.box.root
+        program = self.image.seccomp_program(self.box)
+        seccomp_fd = None
+        if program is not None:
+            seccomp_fd = _pipe_with(program)
+            fds.append(seccomp_fd)
+        options, command = self.image.argv(self.box, kernel_argv, seccomp_fd)
+        # The options through a pipe (bwrap --args): ps in the sandbox then shows "bwrap --args N", not the
+        # host paths of the binds.
+        fds.append(_pipe_with(b"".join(option.encode() + b"\0" for option in options)))
+        return ["/usr/bin/bwrap", "--args", str(fds[-1]), *command], self.image.env(self.box), self.box.root
 
     def _wait_connection_file(self, deadline: float) -> dict[str, Any]:
         while True:
@@ -187,7 +218,7 @@ class KernelProcess:
     def _check_started(self, deadline: float) -> None:
         if self._closed:
             raise KernelStartError("kernel was shut down while starting")
-        if self._proc is None or self._proc.poll() is not None:
+        if not self._running():
             raise KernelStartError(f"kernel process exited during start; log tail: {self._log_tail()}")
         if time.monotonic() > deadline:
             raise KernelStartError("kernel did not become ready in time")
@@ -318,8 +349,8 @@ class KernelProcess:
                 self._client.control_channel.send(self._client.session.msg("interrupt_request", {}))
 
     def _signal(self, signum: int) -> None:
-        if self._proc is None:
-            return
+        if self._proc is None or self._proc.returncode is not None:
+            return  # reaped: the pid (and group id) may belong to another process by now
         try:
             os.killpg(self._proc.pid, signum)
         except (ProcessLookupError, PermissionError):
@@ -333,7 +364,7 @@ class KernelProcess:
                 return
             self._closed = True
         proc = self._proc
-        if proc is not None and proc.poll() is None:
+        if proc is not None and self._running():
             # Ask politely when nobody is using the sockets, as a Jupyter frontend would.
             if self._use_lock.acquire(blocking=False):
                 try:
@@ -341,18 +372,14 @@ class KernelProcess:
                         self._client.shutdown()
                 finally:
                     self._use_lock.release()
-                try:
-                    proc.wait(grace_s)
-                except subprocess.TimeoutExpired:
-                    pass
-            if proc.poll() is None:
+                self._wait_exit(grace_s)
+            if self._running():
                 self._signal(signal.SIGTERM)
-                try:
-                    proc.wait(grace_s)
-                except subprocess.TimeoutExpired:
-                    pass
+                self._wait_exit(grace_s)
         if proc is not None:
-            self._signal(signal.SIGKILL)  # also reaps whatever user code left in the process group
+            # Before reaping: also kills whatever user code left in the process group (pythonlts: bwrap,
+            # whose death takes the whole sandbox's pid namespace with it).
+            self._signal(signal.SIGKILL)
             try:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
@@ -366,8 +393,14 @@ class KernelProcess:
         # The box (data, home, tmp) stays: a restarted kernel is the same container. Its owner removes it.
 
 
+    def discard(self) -> None:
+        """Shut down a kernel that never served a session (a ready-pool kernel), and remove its box."""
+        self.shutdown()
+        shutil.rmtree(self.box.root, ignore_errors=True)
+
+
 def _pipe_with(data: bytes) -> int:
-    """The read end of a pipe holding ``data`` (a seccomp program is ~100 bytes: far below the pipe buffer)."""
+    """The read end of a pipe holding ``data`` (a few KiB at most: below the 64 KiB pipe buffer)."""
     read_fd, write_fd = os.pipe()
     try:
         os.write(write_fd, data)

@@ -83,7 +83,7 @@ class OutputCollector:
     _stdout: list[str] = field(default_factory=list)
     _stderr: list[str] = field(default_factory=list)
     _sizes: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
-    result: Any = ""
+    result: Any = None  # no execute_result (or a figure) seen
     error_name: str | None = None
 
     def _append(self, stream: str, text: str) -> None:
@@ -103,7 +103,7 @@ class OutputCollector:
         elif msg_type == "display_data":
             # Only figures become the result (plt.show() in a PythonLTS session); other displays are dropped.
             data = content.get("data", {})
-            if self.result == "" and ("image/png" in data or "image/jpeg" in data):
+            if self.result is None and ("image/png" in data or "image/jpeg" in data):
                 self.result = result_value(data)
         elif msg_type == "error":
             self.error_name = str(content.get("ename", "Error"))

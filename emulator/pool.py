@@ -18,6 +18,11 @@ from .kernel import KernelProcess
 log = logging.getLogger(__name__)
 
 
+# A waiter gives up after this many failed starts: one failure can be the machine (a kernel killed on a
+# loaded host), three in a row are the configuration.
+START_ATTEMPTS = 3
+
+
 class AllocationFailed(Exception):
     pass
 
@@ -69,7 +74,7 @@ class KernelPool:
                 self._schedule_locked()  # after a failure only a waiter restarts it: no hot retry loop
             self._cond.notify_all()
         if orphan is not None:
-            orphan.shutdown()
+            orphan.discard()
 
     def acquire(self, timeout_s: float) -> KernelProcess:
         deadline = time.monotonic() + timeout_s
@@ -87,7 +92,7 @@ class KernelPool:
                             if kernel.alive():
                                 return kernel
                             dead.append(kernel)
-                        if self._failures > failures_before:
+                        if self._failures - failures_before >= START_ATTEMPTS:
                             raise AllocationFailed(f"kernel start failed: {self._last_error}")
                         self._schedule_locked()
                         left = deadline - time.monotonic()
@@ -99,7 +104,7 @@ class KernelPool:
                     self._schedule_locked()  # replenish what was taken
         finally:
             for kernel in dead:
-                kernel.shutdown()
+                kernel.discard()
 
     def counts(self) -> dict[str, int]:
         with self._cond:
@@ -112,7 +117,7 @@ class KernelPool:
             self._ready.clear()
             self._cond.notify_all()
         for kernel in ready:
-            kernel.shutdown()
+            kernel.discard()
 
 
 def in_parallel(items: list[Any], action: Callable[[Any], None]) -> None:

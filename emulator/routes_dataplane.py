@@ -141,7 +141,10 @@ def list_sessions() -> Response:
         query = urlencode({"api-version": request.args["api-version"], "skip": skip + LIST_PAGE_SIZE})
         next_link = f"{request.base_url}?{query}"
     cooldown = emu.config().cooldown_s
-    return _json({"sessions": [s.to_json(cooldown) for s in page], "nextLink": next_link}, 200, {})
+    body: dict[str, Any] = {"sessions": [s.to_json(cooldown) for s in page]}
+    if next_link is not None:  # absent on the last page: the swagger types it as a URI string
+        body["nextLink"] = next_link
+    return _json(body, 200, {})
 
 
 @bp.get("/metadata")

@@ -55,10 +55,8 @@ def list_files() -> Response:
         if is_legacy(version):
             body = files.legacy_list(session.data_dir)
         else:
-            body = {
-                "value": files.list_entries(session.data_dir, request.args.get("path"), recursive),
-                "nextLink": None,
-            }
+            # One page, so no nextLink: the swagger types it as a URI string, absent when there is no next page.
+            body = {"value": files.list_entries(session.data_dir, request.args.get("path"), recursive)}
         response = jsonify(body)
         response.headers.update(session_headers(session))
     return response

@@ -163,6 +163,7 @@ class Emulator:
 
     def _new_kernel(self, box: Box | None) -> KernelProcess:
         """Start a kernel; ``box`` None gives it a fresh, pristine one (a ready-pool kernel)."""
+        fresh = box is None
         if box is None:
             box = self._new_box()
         kernel = KernelProcess(
@@ -180,7 +181,10 @@ class Emulator:
         try:
             kernel.start(self.settings.kernel_start_timeout_s)
         except BaseException:
-            kernel.shutdown()
+            if fresh:
+                kernel.discard()
+            else:
+                kernel.shutdown()  # a session's own box outlives a failed restart
             raise
         finally:
             self._forget_dead_kernels()

@@ -16,6 +16,8 @@
         emu.reset()           # drop sessions, faults, counters and runtime overrides
     # leaving the block sends SIGTERM (SIGKILL after a grace period); all kernels die with it
 
+Sessions use the default ``--profile pythonlts`` (the PythonLTS image view; needs root): pass
+``profile="host"``, ``kernel_user="root"``, ``kernel_userns="allow"`` or ``image_toolchains=["gcc"]`` to change it.
 Keyword options map to flags: ``max_sessions=3`` -> ``--max-sessions 3``; ``True`` -> a bare flag;
 ``None``/``False`` -> omitted; a list/tuple -> the flag followed by each value. The port is always
 chosen by the emulator (``--port 0``) and read from its ``EMULATOR_READY`` line, so nothing races for it.

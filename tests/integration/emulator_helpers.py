@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import requests
 
 from emulator.testing import EmulatorProcess
+from tests.integration import spec_contract
 
 NEW = "2025-10-02-preview"
 LEGACY = "2024-02-02-preview"
@@ -31,6 +33,11 @@ def ident() -> str:
 
 class Client:
     """Plain HTTP client of the data plane (what the backend does with requests)."""
+
+    @classmethod
+    def of(cls, emu: EmulatorProcess) -> Client:
+        """A client with a token from the emulator's managed-identity endpoint."""
+        return cls(emu, msi_token(emu).json()["access_token"])
 
     def __init__(self, emu: EmulatorProcess, token: str) -> None:
         self.endpoint = emu.pool_endpoint
@@ -92,3 +99,23 @@ def wait_until(predicate: Any, timeout_s: float) -> bool:
             return True
         time.sleep(0.1)
     return predicate()
+
+
+_POOL_PATH = re.compile(r"^(/subscriptions/[^/]+/resourceGroups/[^/]+/sessionPools/[^/]+)(/.*)?$")
+
+
+def check_contract(response: requests.Response) -> None:
+    """Hold one data-plane response to Microsoft's swagger for its api-version (when the documents are here)."""
+    contract = spec_contract.contract()
+    path = requests.utils.urlparse(response.url).path
+    match = _POOL_PATH.match(path)
+    if contract is None or match is None or "x-emulator-fault" in response.headers:
+        return
+    contract.check(
+        method=response.request.method or "GET",
+        url=response.url,
+        pool_path=match.group(1),
+        status=response.status_code,
+        headers=response.headers,
+        body=response.content,
+    )

@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from emulator.testing import EmulatorProcess
-from tests.integration.emulator_helpers import Client, host_pids, ident, msi_token, wait_until
+from tests.integration.emulator_helpers import Client, host_pids, ident, wait_until
+
+pytestmark = pytest.mark.usefixtures("spec_checked")
 
 HIDDEN = ("java", "javac", "node", "npm", "ruby", "php", "go", "gcc", "g++", "cc")
 
@@ -23,11 +26,6 @@ HIDDEN = ("java", "javac", "node", "npm", "ruby", "php", "go", "gcc", "g++", "cc
 def emu() -> Iterator[EmulatorProcess]:
     with EmulatorProcess(ready_sessions=2, max_sessions=20) as process:
         yield process
-
-
-@pytest.fixture(scope="module")
-def dp(emu: EmulatorProcess) -> Client:
-    return Client(emu, msi_token(emu).json()["access_token"])
 
 
 def value(dp: Client, sid: str, code: str) -> Any:
@@ -101,8 +99,13 @@ def test_no_network_not_even_to_the_emulator(emu: EmulatorProcess, dp: Client) -
 
 
 def test_host_files_are_out_of_sight(dp: Client) -> None:
-    code = "import os\njson.dumps([os.path.exists(p) for p in ('/work', '/root/.cache', '/old_root', '/farm')])"
-    assert json_value(dp, ident(), code) == [False, False, False, False]
+    code = (
+        "import os\n"
+        "cmdlines = b' '.join(open(f'/proc/{p}/cmdline', 'rb').read() for p in os.listdir('/proc') if p.isdigit())\n"
+        "json.dumps([os.path.exists(p) for p in ('/work', '/root/.cache', '/old_root', '/farm')]\n"
+        "           + [marker in cmdlines for marker in (b'/work', b'/root/.cache')])"
+    )
+    assert json_value(dp, ident(), code) == [False] * 6
 
 
 def test_sessions_do_not_see_each_others_files_or_processes(dp: Client) -> None:
@@ -154,7 +157,7 @@ json.dumps({"env": out, "tmp": os.listdir("/tmp"), "data": os.listdir("/mnt/data
 """
 
 
-def test_a_fresh_identifier_starts_from_the_pristine_image(dp: Client) -> None:
+def test_a_fresh_identifier_starts_from_the_pristine_image(emu: EmulatorProcess, dp: Client) -> None:
     """In Azure each session is its own container: a new identifier must not inherit anything."""
     marker = f"0.{uuid.uuid4().int % 10**12:012d}"
     planted = ident()
@@ -165,8 +168,11 @@ def test_a_fresh_identifier_starts_from_the_pristine_image(dp: Client) -> None:
     # ... a new identifier is not, and neither is the planter's identifier once its session is deleted.
     fresh = {"env": ["None", "None"], "tmp": [], "data": [], "bashrc": False, "daemon": False, "venv": []}
     assert json_value(dp, ident(), f"MARKER = {marker!r}\n" + CHECK) == fresh
+    box = Path(next(s["data_dir"] for s in emu.state()["sessions"] if s["identifier"] == planted)).parent
+    assert (box / "home" / "snenv").is_dir()
     assert dp.call("DELETE", "/session", identifier=planted).status_code == 204
     assert wait_until(lambda: not host_pids(marker), 10)
+    assert not box.exists()  # the container is gone, files and all
     assert json_value(dp, planted, f"MARKER = {marker!r}\n" + CHECK) == fresh
 
 
@@ -212,7 +218,7 @@ def test_user_namespaces_are_refused_by_default(dp: Client) -> None:
 def test_root_kernel_gcc_and_user_namespaces_on_request() -> None:
     """--kernel-user root (test-only), --image-toolchains gcc, --kernel-userns allow."""
     with EmulatorProcess(ready_sessions=1, kernel_user="root", image_toolchains=["gcc"], kernel_userns="allow") as emu:
-        dp = Client(emu, msi_token(emu).json()["access_token"])
+        dp = Client.of(emu)
         code = (
             "import os, subprocess\n"
             "open('/tmp/h.c', 'w').write('#include <stdio.h>\\nint main(void){puts(\"compiled\");return 0;}')\n"
@@ -226,7 +232,7 @@ def test_root_kernel_gcc_and_user_namespaces_on_request() -> None:
 
 def test_host_profile_is_this_machine() -> None:
     with EmulatorProcess(ready_sessions=1, profile="host") as emu:
-        dp = Client(emu, msi_token(emu).json()["access_token"])
+        dp = Client.of(emu)
         code = (
             "import os, shutil\n"
             "json.dumps([os.getcwd() == os.environ['SESSION_DATA_DIR'], os.getcwd(), bool(shutil.which('perl'))])"

@@ -7,8 +7,10 @@ The app tests use Flask's test client with ``ready_sessions=0``, so no kernel pr
 from __future__ import annotations
 
 import base64
+import struct
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import jwt
 import pytest
@@ -22,6 +24,7 @@ from emulator.errors import EmulatorError
 from emulator.executions import parse_execute_body
 from emulator.faults import FaultStore, parse_rule
 from emulator.files import check_name
+from emulator.image import HIDDEN, userns_filter, whiteout_names
 from emulator.outputs import OutputCollector, result_value, strip_ansi
 from emulator.settings import (
     DEFAULT_IDENTITIES,
@@ -182,7 +185,12 @@ def test_fault_matching_count_and_probability() -> None:
 
 # -- settings and CLI ------------------------------------------------------------------------------------
 def test_settings_validation() -> None:
-    for bad in ({"max_sessions": 0}, {"max_sessions": 601}, {"executions_body": "xml"}, {"cooldown_s": 0}):
+    bad_values = (
+        {"max_sessions": 0}, {"max_sessions": 601}, {"executions_body": "xml"}, {"cooldown_s": 0},
+        {"profile": "nodelts"}, {"kernel_user": "admin"}, {"kernel_userns": "maybe"}, {"image_toolchains": ("java",)},
+        {"identifier_rule": "loose"}, {"kernel_uid_base": 0},
+    )
+    for bad in bad_values:
         with pytest.raises(ValueError):
             Settings(**bad)  # type: ignore[arg-type]
 
@@ -213,10 +221,57 @@ def test_cli_flags_map_to_settings() -> None:
     assert settings.identities[-1] == Identity("cid", "pid", "name") and settings.identity_header == "hdr"
 
 
+def test_cli_profile_flags() -> None:
+    default = settings_from_args(build_parser().parse_args([]))
+    assert (default.profile, default.kernel_user, default.kernel_userns, default.image_toolchains) == (
+        "pythonlts", "ubuntu", "deny", ()
+    )
+    assert default.identifier_rule == "common"
+    flags = ["--profile", "host", "--image-toolchains", "gcc", "--kernel-user", "root", "--kernel-userns", "allow",
+             "--identifier-rule", "union", "--kernel-uid-base", "64500"]
+    chosen = settings_from_args(build_parser().parse_args(flags))
+    assert (chosen.profile, chosen.image_toolchains, chosen.kernel_user, chosen.kernel_userns) == (
+        "host", ("gcc",), "root", "allow"
+    )
+    assert (chosen.identifier_rule, chosen.kernel_uid_base) == ("union", 64500)
+
+
+# -- the pythonlts image ---------------------------------------------------------------------------------
+def _fake_usr(root: Path) -> Path:
+    usr = root / "usr"
+    for name in ("java", "javac", "node", "npm", "ruby3.1", "php8.2", "go", "gcc", "gcc-12", "g++", "cc",
+                 "x86_64-linux-gnu-gcc-12", "perl", "python3", "bash", "gofmt", "goaccess"):
+        (usr / "bin").mkdir(parents=True, exist_ok=True)
+        (usr / "bin" / name).touch()
+    for directory in ("lib/jvm", "lib/gcc", "lib/node_modules", "lib/python3"):
+        (usr / directory).mkdir(parents=True)
+    return usr
+
+
+def test_whiteouts_hide_the_toolchains_pythonlts_lacks(tmp_path: Path) -> None:
+    names, dirs = whiteout_names(_fake_usr(tmp_path), HIDDEN)
+    assert set(names) == {"java", "javac", "node", "npm", "ruby3.1", "php8.2", "go", "gofmt", "gcc", "gcc-12",
+                          "g++", "cc", "x86_64-linux-gnu-gcc-12"}
+    assert dirs == ["lib/gcc", "lib/jvm", "lib/node_modules"]
+    with_gcc = whiteout_names(_fake_usr(tmp_path / "again"), [k for k in HIDDEN if k != "gcc"])
+    assert "gcc" not in with_gcc[0] and "lib/gcc" not in with_gcc[1] and "java" in with_gcc[0]
+
+
+def test_userns_filter_is_well_formed() -> None:
+    program = userns_filter()
+    instructions = [struct.unpack("=HBBI", program[i : i + 8]) for i in range(0, len(program), 8)]
+    assert instructions[0] == (0x20, 0, 0, 4)  # loads the architecture first
+    for index, (code, jt, jf, _k) in enumerate(instructions):
+        if code & 0x07 == 0x05:  # a jump: both targets inside the program, forward only
+            assert index + 1 + max(jt, jf) < len(instructions)
+    assert instructions[-1][0] == 0x06 and instructions[-2][0] == 0x06  # ends in returns (errno values)
+    assert {k & 0xFFFF for code, _, _, k in instructions if code == 0x06 and k >> 16 == 0x0005} == {1, 38}
+
+
 # -- the app, in process, without kernels ----------------------------------------------------------------
 @pytest.fixture
 def app_client() -> Iterator[tuple[FlaskClient, Settings]]:
-    settings = Settings(ready_sessions=0, identity_header="hdr")
+    settings = Settings(ready_sessions=0, identity_header="hdr", profile="host")  # no kernel is ever started
     app = create_app(settings)
     try:
         yield app.test_client(), settings
