@@ -221,7 +221,7 @@ def isolation() -> str:
     return state.isolation
 
 
-USERNS_CHECK = "import os; open('written', 'w').write('x'); print('ok', os.getpid(), os.path.exists('/proc/1/cmdline'))"
+USERNS_CHECK = "import os; open('written', 'w').write('x'); print('ok', os.getpid(), os.path.exists('/proc/self/stat'))"
 
 
 def _userns_works() -> bool:
@@ -232,6 +232,11 @@ def _userns_works() -> bool:
                   "max_processes": 8, "max_open_files": 64, "max_file_size": 1024}
         stage = run_stage(box, [sys.executable, "-S", "-c", USERNS_CHECK], "", limits)
         if stage["status"] is None and stage["stdout"] == "ok 2 True\n":
+            return True
+        if stage["status"] is None and stage["stdout"] == "ok 2 False\n":
+            # Where the kernel's own /proc has masked paths (as in Docker and bwrap), no new /proc can
+            # be mounted: programs get an empty one, never the kernel's (which would reach its processes).
+            _state().isolation_detail = "no /proc in the namespaces: the kernel's /proc has masked paths"
             return True
         _state().isolation_detail = f"namespaces refused: {stage['status']} {stage['output'][-300:]!r}"
     except OSError as exc:
