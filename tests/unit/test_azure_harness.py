@@ -376,6 +376,18 @@ def test_rendered_code_builds_commands_and_runs(tmp_path: Path) -> None:
     assert harness.budget_s(harness.build_request(program, runtime, specs)) > 10
 
 
+def test_a_kernel_that_ran_an_older_harness(tmp_path: Path) -> None:
+    """The kernel-wide state outlives harness versions: one an older harness left is completed."""
+    old_state = ("import sys, types\nm = types.ModuleType('__piston_session_state__')\n"
+                 "m.baseline, m.uids, m.subreaper, m.can_drop = None, [], False, None\nsys.modules[m.__name__] = m\n")
+    request = {"v": 1, "nonce": "older", "data_dir": str(tmp_path), "files": [{"name": "main.py", "content": b64("print(2)")}],
+               "runs": [{"argv": [PYTHON, "main.py"], "stdin": "", "limits": limits()}]}
+    proc = subprocess.run([sys.executable, "-c", old_state + harness.render_code(harness.encode(request))],
+                          capture_output=True, text=True, timeout=120, check=True)
+    result = harness.parse_reply(proc.stdout, "older").result
+    assert result is not None and result["runs"][0]["stdout"] == "2\n" and result["isolation"] in harness.ISOLATIONS
+
+
 def test_judged_runs_stop_at_the_first_failure(tmp_path: Path) -> None:
     runs = [{"argv": [PYTHON, "main.py"], "stdin": str(i), "expected": want, "limits": limits()}
             for i, want in ((1, "1\n"), (2, "4  \n\n"), (3, "10"), (4, "16"))]

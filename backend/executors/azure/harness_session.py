@@ -89,19 +89,30 @@ rules = _load_rules()
 
 # ---------------------------------------------------------------- kernel-wide state
 
+STATE_DEFAULTS = {
+    "baseline": None,  # the kernel's own descendants, seen before any submission ran
+    "uids": [],  # uids handed to submissions so far
+    "subreaper": False,
+    "can_drop": None,
+    "isolation": None,  # one of ISOLATIONS, found at the first request
+    "isolation_detail": None,  # why a stronger one was not possible
+    "guard": None,  # "none": what the writable sys.path dirs and the home dir were at first
+}
+
+
 def _state() -> types.SimpleNamespace:
-    """State kept across executions in this kernel (a module in sys.modules survives our namespace)."""
+    """State kept across executions in this kernel (a module in sys.modules survives our namespace).
+
+    Shared by every harness version a long-lived kernel has run: what an older one did not keep
+    is added here.
+    """
     module = sys.modules.get("__piston_session_state__")
     if module is None:
         module = types.ModuleType("__piston_session_state__")
-        module.baseline = None  # the kernel's own descendants, seen before any submission ran
-        module.uids = []  # uids handed to submissions so far
-        module.subreaper = False
-        module.can_drop = None
-        module.isolation = None  # one of ISOLATIONS, found at the first request
-        module.isolation_detail = None  # why a stronger one was not possible
-        module.guard = None  # "none": what the writable sys.path dirs and the home dir were at first
         sys.modules[module.__name__] = module
+    for name, value in STATE_DEFAULTS.items():
+        if not hasattr(module, name):
+            setattr(module, name, list(value) if isinstance(value, list) else value)
     return module  # type: ignore[return-value]
 
 
