@@ -193,3 +193,24 @@ def test_a_hostile_submission_leaves_the_next_ones_unchanged(kernel: tuple[Kerne
     finally:
         for pid in alive_with(f"sleep {marker}"):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("kernel", ["none"], indirect=True)
+def test_last_use_skips_the_snapshot_and_a_later_use_says_so(kernel: tuple[Kernel, str, Path, str]) -> None:
+    """``last_use`` (the backend's word that no later submission runs there) spares the snapshot's walk;
+    a session used again anyway reports itself tainted."""
+    k, python, home, _ = kernel
+    targets = {"dirs": [str(home)], "files": [], "marker": "1.5", "kernel_pid": None,
+               "connection_file": "/nonexistent", "socket": "/nonexistent"}
+    request = {"files": [{"name": "main.py", "content": _b64(PLANT)}], "last_use": True,
+               "runs": [{"argv": [python, "main.py"], "stdin": json.dumps(targets), "limits": LIMITS}]}
+    try:
+        first = k.call(request)
+        # Nothing put back, and the session says it now holds what it could not undo.
+        assert first["cleanup"]["restored"] == 0 and first["cleanup"]["tainted"] == 1
+        assert str(home / "zz-planted.pth") in json.loads(first["runs"][0]["stdout"])
+        later = _run(k, python, OBSERVE, json.dumps({**targets, "files": [str(home / "zz-planted.pth")]}))
+        assert later["cleanup"]["tainted"] >= 1
+    finally:
+        for name in ("sitecustomize.py", "usercustomize.py", "zz-planted.pth", ".bashrc"):
+            (home / name).unlink(missing_ok=True)

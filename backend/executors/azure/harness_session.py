@@ -97,6 +97,7 @@ STATE_DEFAULTS = {
     "isolation": None,  # one of ISOLATIONS, found at the first request
     "isolation_detail": None,  # why a stronger one was not possible
     "guard": None,  # "none": what the writable sys.path dirs and the home dir were at first
+    "unguarded": False,  # "none": a submission ran with "last_use", before any snapshot
 }
 
 
@@ -680,10 +681,15 @@ def handle(request: dict, data: str) -> dict:
     if state.baseline is None:
         state.baseline = _descendants(_processes(), os.getpid())
     mode = isolation()
-    if mode == "none" and state.guard is None:
-        state.guard = Guard(data)  # before any submission ran
     if "probe" in request:
         return {"v": PROTOCOL, "probe": probe(request["probe"]), "info": info(data)}
+    if mode == "none" and state.guard is None:
+        if request.get("last_use"):
+            # No later submission runs here (the backend's word): the snapshot would cost a walk of
+            # the kernel's site-packages for nothing.
+            state.unguarded = True
+        else:
+            state.guard = Guard(data)  # before any submission ran
     started = time.monotonic()
     uid = _pick_uid()
     if uid is not None:
@@ -734,6 +740,8 @@ def handle(request: dict, data: str) -> dict:
         removed = remove_leftovers(before, [uid for b in (box, *twins) for uid in b.uids])
         if state.guard is not None:
             restored, tainted = state.guard.restore()
+        # A snapshot taken after an unguarded submission may hold what it left.
+        tainted += int(state.unguarded and mode == "none")
     result["cleanup"] = {"killed": box.killed, "removed": removed, "restored": restored, "tainted": tainted}
     result["elapsed_ms"] = int((time.monotonic() - started) * 1000)
     return result
