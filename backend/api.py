@@ -8,23 +8,31 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.routing import WebsocketMismatch
 
-from backend.errors import ApiError, PayloadTooLarge, UnsupportedMediaType, ValidationError
+from backend import connect
+from backend.errors import ApiError, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType, ValidationError
 from backend.judge import parse_judge
+from backend.openapi import document
 from backend.schema import parse_execute
 
 bp = Blueprint("piston", __name__)
+connect.register(bp)  # /api/v2/connect, Piston's interactive WebSocket protocol
 
 
 def _state() -> Any:
     return current_app.extensions["piston"]
 
 
-def _json_body() -> Any:
+def _require_json_type() -> None:
     content_type = request.headers.get("Content-Type", "")
     # Piston's check: a prefix match, case-sensitive; "application/json; charset=utf-8" passes.
     if not content_type.startswith("application/json"):
         raise UnsupportedMediaType("requests must be of type application/json")
+
+
+def _json_body() -> Any:
+    _require_json_type()
     try:
         raw = request.get_data(cache=False)
     except RequestEntityTooLarge:
@@ -42,9 +50,32 @@ def root() -> Any:
     return jsonify(message="Piston v2 API (piston-sessions-backend)")
 
 
+@bp.get("/api/v2/openapi.json")
+def openapi() -> Any:
+    return jsonify(document())
+
+
 @bp.get("/api/v2/runtimes")
 def runtimes() -> Any:
     return jsonify(_state().service.registry.to_json())
+
+
+@bp.get("/api/v2/packages")
+def packages() -> Any:
+    """Piston's package list, for what this service has: every runtime is installed, none is downloadable."""
+    return jsonify([
+        {"language": rt.language, "language_version": rt.version, "installed": True}
+        for rt in _state().service.registry
+    ])
+
+
+@bp.route("/api/v2/packages", methods=["POST", "DELETE"])
+def change_packages() -> Any:
+    _require_json_type()  # Piston's router checks the content type before any POST/DELETE route
+    raise MethodNotAllowed(
+        "packages cannot be installed or removed here: runtimes come with the service's image; "
+        "GET /api/v2/runtimes lists them"
+    )
 
 
 def _answer(state: Any, body: dict[str, Any], *, language: str, outcome: str, note: str | None,
@@ -112,6 +143,9 @@ def register_errors(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
+        if isinstance(exc, WebsocketMismatch):
+            return jsonify(message="/api/v2/connect speaks WebSocket only (Piston's interactive protocol); "
+                                   "connect with a WebSocket client"), 426
         # Piston answers unknown routes and wrong methods alike with 404 Not Found.
         if exc.code in (404, 405):
             return jsonify(message="Not Found"), 404

@@ -75,8 +75,9 @@ _TABLE: dict[str, _Option] = {
     "run_timeout": _Option("RUN_TIMEOUT", "3000", _int, 1),
     "compile_cpu_time": _Option("COMPILE_CPU_TIME", "10000", _int, 1),
     "run_cpu_time": _Option("RUN_CPU_TIME", "3000", _int, 1),
-    "compile_memory_limit": _Option("COMPILE_MEMORY_LIMIT", "-1", _int),
-    "run_memory_limit": _Option("RUN_MEMORY_LIMIT", "-1", _int),
+    # Judge-sized caps (Piston: -1, none): a request without a limit cannot hold the host's memory.
+    "compile_memory_limit": _Option("COMPILE_MEMORY_LIMIT", "1073741824", _int, -1),
+    "run_memory_limit": _Option("RUN_MEMORY_LIMIT", "536870912", _int, -1),
     "max_concurrent_jobs": _Option("MAX_CONCURRENT_JOBS", "0", _int, 0),
     "max_queued_jobs": _Option("MAX_QUEUED_JOBS", "64", _int, 0),
     "queue_timeout": _Option("QUEUE_TIMEOUT", "30000", _int, 0),
@@ -94,6 +95,9 @@ _TABLE: dict[str, _Option] = {
     "sandbox_tmp_size": _Option("SANDBOX_TMP_SIZE", "67108864", _int, 1048576),
     "sandbox_box_size": _Option("SANDBOX_BOX_SIZE", "268435456", _int, 1048576),
     "cgroup_name": _Option("SANDBOX_CGROUP_NAME", "piston", _str),
+    "sandbox_memory_budget": _Option("SANDBOX_MEMORY_BUDGET", "0", _int, -1),
+    "sandbox_pch_dir": _Option("SANDBOX_PCH_DIR", "/usr/local/lib/piston-pch", _str),
+    "compile_cache_size": _Option("COMPILE_CACHE_SIZE", "268435456", _int, 0),
     # -- Azure dynamic sessions
     "pool_management_endpoint": _Option("POOL_MANAGEMENT_ENDPOINT", "", _str),
     "azure_subscription_id": _Option("AZURE_SUBSCRIPTION_ID", "", _str),
@@ -146,7 +150,10 @@ class Settings:
     sandbox_uid_base: int
     sandbox_tmp_size: int
     sandbox_box_size: int
+    sandbox_pch_dir: str
+    compile_cache_size: int
     cgroup_name: str
+    sandbox_memory_budget: int
     pool_management_endpoint: str
     azure_subscription_id: str
     azure_resource_group: str

@@ -54,3 +54,15 @@ class UpstreamError(ApiError):
 
 class UpstreamTimeout(UpstreamError):
     status_code = 504
+
+
+class MethodNotAllowed(ApiError):
+    """A route that exists but refuses the method (package installs: runtimes come with the image)."""
+
+    status_code = 405
+
+
+class InteractiveUnsupported(ApiError):
+    """The executor cannot run interactive ``/api/v2/connect`` sessions (the session pools)."""
+
+    status_code = 501

@@ -96,13 +96,16 @@ class StageResult:
     cpu_time: int | None = None
     wall_time: int | None = None
     memory_exceeded: bool = False
+    # A compile stage answered from the compile cache: the figures and output are those of the
+    # compile that filled it. Sent as ``"cached": true`` only then (Piston has no such field).
+    cached: bool = False
 
     @property
     def ok(self) -> bool:
         return self.status is None and self.code == 0
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "stdout": self.stdout,
             "stderr": self.stderr,
             "output": self.output,
@@ -114,6 +117,9 @@ class StageResult:
             "cpu_time": self.cpu_time,
             "wall_time": self.wall_time,
         }
+        if self.cached:
+            body["cached"] = True
+        return body
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StageResult:
@@ -130,6 +136,7 @@ class StageResult:
             cpu_time=data.get("cpu_time"),
             wall_time=data.get("wall_time"),
             memory_exceeded=bool(data.get("memory_exceeded", False)),
+            cached=data.get("cached") is True,
         )
 
 

@@ -99,7 +99,7 @@ def parse_meta(data: bytes) -> dict | None:
 # ---------------------------------------------------------------- the capped read
 
 def collect(out_fd: int, err_fd: int, meta_fd: int, *, output_max_size: int, timeout_ms: int, started: float,
-            kill, start_mark: bool = False, until_meta: bool = False) -> dict:
+            kill, start_mark: bool = False, until_meta: bool = False, on_output=None) -> dict:
     """Read a stage's pipes until they close, the output cap is hit or the backstop deadline passes.
 
     ``kill()`` is called on a cap or deadline; it must end the stage's processes. ``start_mark``:
@@ -107,7 +107,8 @@ def collect(out_fd: int, err_fd: int, meta_fd: int, *, output_max_size: int, tim
     reaper gets ``START_GRACE_SECONDS`` to start). ``until_meta``: stop at the meta line (the
     program has exited) and take what its pipes hold, rather than wait for every process that
     inherited them (where no namespace ends those with the program). Returns the outcome's
-    fields (the local executor's ``Outcome``); the caller closes the fds.
+    fields (the local executor's ``Outcome``); the caller closes the fds. ``on_output(stream,
+    chunk)`` sees each kept chunk of stdout/stderr as it arrives (interactive runs).
     """
     import selectors
 
@@ -132,6 +133,8 @@ def collect(out_fd: int, err_fd: int, meta_fd: int, *, output_max_size: int, tim
             outcome["overflow"] = "stdout" if fd == out_fd else "stderr"
         combined.extend(chunk)
         buf += chunk
+        if on_output is not None and chunk:
+            on_output("stdout" if fd == out_fd else "stderr", chunk)
 
     # kill() may close the fds it owns; the meta written in the kill's last instant is read from a copy.
     meta_copy = os.dup(meta_fd)

@@ -180,6 +180,10 @@ class Commands:
     renames: tuple[tuple[str, str], ...] = ()
 
 
+# The c++ runtime's language and optimisation flags: its compile command and the precompiled
+# headers built for it (backend/executors/local/pch.py) use exactly these.
+CXX_FLAGS = ("-std=gnu++17", "-O2")
+
 _JAVA_PUBLIC_CLASS = re.compile(r"public\s+(?:final\s+|abstract\s+)*class\s+([A-Za-z_$][\w$]*)")
 _JAVA_MAIN_CLASS = re.compile(
     r"class\s+([A-Za-z_$][\w$]*)[^{]*\{(?:(?!\bclass\b).)*?static\s+void\s+main\s*\(", re.S
@@ -191,8 +195,12 @@ def _java_main_class(source: str, fallback: str) -> str:
     return match.group(1) if match else fallback
 
 
-def build_commands(runtime: Runtime, files: Sequence[SourceFile], limits: Limits) -> Commands:
-    """Render the commands for ``files`` (the first is the main file) under ``limits``."""
+def build_commands(runtime: Runtime, files: Sequence[SourceFile], limits: Limits,
+                   *, include_dirs: Sequence[str] = ()) -> Commands:
+    """Render the commands for ``files`` (the first is the main file) under ``limits``.
+
+    ``include_dirs`` go first on a C++ compile's include path (precompiled headers).
+    """
     b = runtime.binaries
     main = files[0].name
     sources = [f.name for f in files if f.is_source]
@@ -210,7 +218,7 @@ def build_commands(runtime: Runtime, files: Sequence[SourceFile], limits: Limits
         )
     if lang == "c++":
         return Commands(
-            (b["cxx"], "-std=gnu++17", "-O2", "-pipe", "-o", "a.out", "-x", "c++",
+            (b["cxx"], *CXX_FLAGS, "-pipe", *[arg for d in include_dirs for arg in ("-I", d)], "-o", "a.out", "-x", "c++",
              *[s for s in sources if not s.endswith((".h", ".hpp"))]),
             ("./a.out",),
         )

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from backend.errors import ExecutorUnavailable, Overloaded, UpstreamError
 from backend.executors.base import Executor
+from backend.interactive import InteractiveSession
 from backend.judge import JudgeRequest, judge_response
 from backend.models import ExecutionResult, RunSpec
 from backend.runtimes import RuntimeRegistry
@@ -58,6 +59,11 @@ class ExecutionService:
         if note:
             result.notes.append(note)
         return result
+
+    def interact(self, request: ExecuteRequest, session: InteractiveSession) -> ExecutionResult:
+        """/api/v2/connect: the same admission as /execute; no fallback (it would change where code runs mid-protocol)."""
+        with self.admission.admit():
+            return self.executor.run_interactive(request.program, request.runtime, request.run, session)
 
     def judge(self, request: JudgeRequest) -> tuple[dict[str, Any], str | None]:
         """The judge answer (see backend/judge.py) and a fallback note, if any."""

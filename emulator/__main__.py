@@ -12,7 +12,17 @@ import sys
 from collections.abc import Sequence
 
 from .server import serve
-from .settings import BODY_SHAPES, DEFAULT_IDENTITIES, Identity, Settings
+from .settings import (
+    BODY_SHAPES,
+    DEFAULT_IDENTITIES,
+    IDENTIFIER_RULE_NAMES,
+    KERNEL_USERNS,
+    KERNEL_USERS,
+    OPTIONAL_TOOLCHAINS,
+    PROFILES,
+    Identity,
+    Settings,
+)
 
 
 def _identity(text: str) -> Identity:
@@ -63,9 +73,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--code-execute-body", choices=BODY_SHAPES, default=d.code_execute_body)
     p.add_argument("--strict-audience", action="store_true", help="reject aud https://acasessions.io")
     p.add_argument("--max-execution-seconds", type=int, default=d.max_execution_s, help="execution time cap")
+    p.add_argument(
+        "--identifier-rule",
+        choices=IDENTIFIER_RULE_NAMES,
+        default=d.identifier_rule,
+        help="common: what every documented rule accepts ([A-Za-z0-9-]{4,128}); union: what any accepts",
+    )
     p.add_argument("--max-upload-bytes", type=int, default=d.max_upload_bytes)
     p.add_argument("--data-root", default=None, help="where session directories live (default: a temp dir)")
     p.add_argument("--kernel-start-timeout", type=float, default=d.kernel_start_timeout_s)
+    p.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default=d.profile,
+        help="pythonlts: each kernel in a PythonLTS-like sandbox (default); host: this machine as is (debugging)",
+    )
+    p.add_argument(
+        "--image-toolchains",
+        nargs="*",
+        choices=OPTIONAL_TOOLCHAINS,
+        default=[],
+        help="unverified toolchains the pythonlts image shows too",
+    )
+    p.add_argument(
+        "--kernel-user",
+        choices=KERNEL_USERS,
+        default=d.kernel_user,
+        help="pythonlts kernel user; root is for tests of a root session only (PythonLTS runs as ubuntu)",
+    )
+    p.add_argument(
+        "--kernel-userns",
+        choices=KERNEL_USERNS,
+        default=d.kernel_userns,
+        help="may an unprivileged pythonlts kernel create user namespaces (deny: like Docker's seccomp profile)",
+    )
+    p.add_argument("--kernel-uid-base", type=int, default=d.kernel_uid_base, help="first uid of pythonlts kernels")
     p.add_argument("--log-requests", action="store_true", help="log every request to stderr")
     p.add_argument("--exit-with-parent", action="store_true", help="shut down when the launching process dies")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -97,10 +139,16 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         code_execute_body=args.code_execute_body,
         max_execution_s=args.max_execution_seconds,
         max_upload_bytes=args.max_upload_bytes,
+        identifier_rule=args.identifier_rule,
         data_root=args.data_root,
         kernel_start_timeout_s=args.kernel_start_timeout,
         log_requests=args.log_requests,
         exit_with_parent=args.exit_with_parent,
+        profile=args.profile,
+        image_toolchains=tuple(args.image_toolchains),
+        kernel_user=args.kernel_user,
+        kernel_userns=args.kernel_userns,
+        kernel_uid_base=args.kernel_uid_base,
         **extra,
     )
 

@@ -25,10 +25,24 @@ from .state import Emulator
 DATAPLANE_PREFIX = "/subscriptions/<sub>/resourceGroups/<rg>/sessionPools/<pool>"
 EXECUTE_ACTION = "Microsoft.App/sessionPools/interpreters/execute/action"
 
-# [DOC sessions-usage.md] 4-128 chars, alphanumeric plus | - & ^ % $ # ( ) { } [ ] ; < >.
-# Docs disagree: every swagger pattern (2024-10-02 ^[A-Za-z0-9-_]{1,256}$, 2025-10-02 common.tsp) also
-# allows "_", and clients generate ids like "u_<hex>", so "_" is accepted too.
-IDENTIFIER_RE = re.compile(r"^[A-Za-z0-9|\-&^%$#(){}\[\];<>_]{4,128}$")
+# Identifier rules. Docs disagree:
+#   [DOC sessions-usage.md] 4-128 chars, alphanumeric plus | - & ^ % $ # ( ) { } [ ] ; < >
+#   [SPEC 2024-10-02-preview, 2025-02-02-preview] ^[A-Za-z0-9-_]{1,256}$
+#   [SPEC 2025-10-02-preview common.tsp] 4-128 of letters, digits and most ASCII punctuation (incl. "_", "/")
+# "common" (default) accepts only what every one of them accepts: letters, digits and "-", 4-128 chars, so
+# a client that passes here is safe whichever rule the live service enforces. "union" accepts what any
+# of them accepts (the 2025-10-02-preview pattern covers the others), for clients that rely on more.
+IDENTIFIER_RULES = {
+    "common": re.compile(r"^[A-Za-z0-9-]{4,128}$"),
+    "union": re.compile(r"^[a-zA-Z0-9_|}{\[\]:\";'<>?/.,@#$%^&*()\-+=!~`]{4,128}$"),
+}
+IDENTIFIER_MESSAGES = {
+    "common": "The identifier must be 4-128 characters: letters, digits and '-' (what every documented rule accepts).",
+    "union": "The identifier must be 4-128 characters: letters, digits and the punctuation the 2025-10-02-preview "
+    "contract allows.",
+}
+IDENTIFIER_RE = IDENTIFIER_RULES["common"]
+REGIONAL_SUFFIX = ".dynamicsessions.io"  # [DOC] endpoints are https://<region>.dynamicsessions.io/...
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,6 +67,14 @@ def check_pool(_endpoint: str | None, values: dict[str, Any] | None) -> None:
         return
     cfg = get_emulator().config()
     sub, rg, pool = values.pop("sub", ""), values.pop("rg", ""), values.pop("pool", "")
+    host = request.host.rsplit(":", 1)[0].lower()
+    if host.endswith(REGIONAL_SUFFIX) and host.split(".", 1)[0] != cfg.location.lower():
+        # A client that reaches the emulator under a regional name (a Host header, or DNS pointed here)
+        # names a region; the pool lives in --location only. Guess: same code as an unknown pool.
+        raise not_found(
+            "SessionPoolNotFound",
+            f"Session pool '{pool}' was not found in region '{host.split('.', 1)[0]}' (it is in '{cfg.location}').",
+        )
     if (sub.lower(), rg.lower(), pool.lower()) != (
         cfg.subscription_id.lower(),
         cfg.resource_group.lower(),
@@ -90,12 +112,10 @@ def identifier() -> str:
     value = request.args.get("identifier")
     if not value:
         raise bad_request("MissingIdentifier", "The identifier query parameter is required.")
-    if not IDENTIFIER_RE.match(value):
+    rule = get_emulator().config().identifier_rule
+    if not IDENTIFIER_RULES[rule].match(value):
         # Guess: code name; [DOC] only says such identifiers are invalid.
-        raise bad_request(
-            "InvalidSessionIdentifier",
-            "The identifier must be 4-128 characters: letters, digits and | - & ^ % $ # ( ) { } [ ] ; < > _.",
-        )
+        raise bad_request("InvalidSessionIdentifier", IDENTIFIER_MESSAGES[rule])
     return value
 
 

@@ -7,10 +7,11 @@ Managed-identity endpoint: App Service style ``{"statusCode", "message"}``, whic
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 
-from flask import Response, jsonify, request
+from flask import Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 
@@ -94,9 +95,29 @@ def handle_emulator_error(error: EmulatorError) -> Response:
     return render(error.status, error.code, error.message, error.headers)
 
 
+_POOL_PATH = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/sessionPools/([^/]+)(/.*)?$", re.IGNORECASE)
+
+
 def handle_http_exception(error: HTTPException) -> Response:
     status = error.code or 500
+    if status == 404:
+        return _route_not_found()
     return render(status, default_code(status), error.description or error.name)
+
+
+def _route_not_found() -> Response:
+    """A 404 that says which part of the URL is wrong, so a client can tell it from a full pool.
+
+    Guess: the live service's text and codes for these are not documented.
+    """
+    match = _POOL_PATH.match(request.path)
+    if match is None:
+        return render(404, "NotFound", f"No service route matches '{request.path}'.")
+    pool, rest = match.group(1), match.group(2) or "/"
+    settings = current_app.extensions["emulator"].config()
+    if request.path.lower().startswith(settings.pool_path.lower() + "/") or request.path.lower() == settings.pool_path.lower():
+        return render(404, "RouteNotFound", f"Session pool '{pool}' has no operation '{request.method} {rest}'.")
+    return render(404, "SessionPoolNotFound", f"Session pool '{pool}' was not found at '{request.path}'.")
 
 
 def handle_dropped(_error: ConnectionDropped) -> Response:

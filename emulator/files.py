@@ -108,14 +108,22 @@ def legacy_list(data_dir: Path) -> dict[str, Any]:
     return legacy_envelope(sorted(p for p in data_dir.iterdir() if p.is_file()))
 
 
-def save_upload(storage: FileStorage, data_dir: Path, path: str | None) -> Path:
+def save_upload(storage: FileStorage, data_dir: Path, path: str | None, owner: int | None = None) -> Path:
+    """Store an upload; ``owner`` (the session's uid) gets the file and any directory made for it.
+
+    Guess: uploads are the session user's to change or delete, as the kernel's own files are.
+    """
     if not storage.filename:
         raise bad_request("InvalidFileName", "The multipart part 'file' must carry a filename.")
     target = resolve_file(data_dir, storage.filename, path)
+    missing = [p for p in [target.parent, *target.parent.parents] if not p.exists() and data_dir in p.parents]
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".upload-{uuid.uuid4().hex}")
     try:
         storage.save(tmp)
+        if owner is not None and owner != os.geteuid():
+            for created in (tmp, *missing):
+                os.chown(created, owner, owner)
         os.replace(tmp, target)  # an upload overwrites a file of the same name (Guess)
     finally:
         tmp.unlink(missing_ok=True)

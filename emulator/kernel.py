@@ -10,15 +10,16 @@ starts cannot race for a port.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import shutil
 import signal
 import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
@@ -27,11 +28,18 @@ from typing import Any
 import zmq
 from jupyter_client.blocking.client import BlockingKernelClient
 
+from .image import RUN_DIR, VENV, Box, Image
 from .outputs import OutputCollector
 
 INTERRUPT_GRACE_S = 5.0  # after SIGINT, how long the kernel gets to report back before it is replaced
 IDLE_SETTLE_S = 1.0  # after the shell reply, how long trailing iopub output may still arrive
 POLL_S = 0.25
+
+
+# bwrap's --die-with-parent is a parent-death signal, which Linux ties to the *thread* that forked: a
+# kernel started from a short-lived pool thread would die with that thread. So every kernel is forked by
+# this one thread, which lives as long as the emulator process.
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel-spawn")
 
 
 class KernelStartError(RuntimeError):
@@ -54,16 +62,19 @@ class KernelProcess:
         self,
         *,
         python: str,
-        data_dir: Path,
-        tmp_dir: Path,
+        box: Box,
         runtime_dir: Path,
         context: zmq.Context,
         env: Mapping[str, str],
+        image: Image | None = None,
     ) -> None:
         self.guid = uuid.uuid4().hex
-        self.data_dir = data_dir
-        self.tmp_dir = tmp_dir  # TMPDIR: a private, per-kernel temp dir (a session's /tmp is its own)
-        self.connection_file = runtime_dir / f"kernel-{self.guid}.json"
+        self.box = box
+        self.data_dir = box.data
+        self.tmp_dir = box.tmp  # TMPDIR on the host profile; /tmp in the pythonlts sandbox
+        self.image = image
+        # pythonlts: the connection file and ipc sockets live in the box's run dir, bound into the sandbox.
+        self.connection_file = (box.run / "kernel.json") if image else runtime_dir / f"kernel-{self.guid}.json"
         self.log_file = runtime_dir / f"kernel-{self.guid}.log"
         self._python = python
         self._context = context
@@ -84,38 +95,82 @@ class KernelProcess:
     # -- start ---------------------------------------------------------------------------------------
     def start(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(self._env, SESSION_DATA_DIR=str(self.data_dir), TMPDIR=str(self.tmp_dir))
-        # JPY_PARENT_PID makes ipykernel exit by itself if the emulator dies without cleaning up (SIGKILL).
-        env["JPY_PARENT_PID"] = str(os.getpid())
-        argv = [
-            self._python,
-            "-m",
-            "ipykernel_launcher",
-            "-f",
-            str(self.connection_file),
-            "--HistoryManager.enabled=False",
-        ]
-        with self._state_lock:
-            if self._closed:
-                raise KernelStartError("kernel was shut down before it started")
-            with open(self.log_file, "ab") as log:
-                self._proc = subprocess.Popen(
-                    argv,
-                    cwd=self.data_dir,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    start_new_session=True,
-                )
+        program = self.image.seccomp_program(self.box) if self.image is not None else None
+        seccomp_fd = _pipe_with(program) if program is not None else None
+        try:
+            if self.image is None:
+                argv, env, cwd = self._host_launch()
+            else:
+                argv, env, cwd = self._sandbox_launch(seccomp_fd)
+            with self._state_lock:
+                if self._closed:
+                    raise KernelStartError("kernel was shut down before it started")
+                with open(self.log_file, "ab") as log:
+                    popen = functools.partial(
+                        subprocess.Popen,
+                        argv,
+                        cwd=cwd,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=log,
+                        start_new_session=True,
+                        pass_fds=() if seccomp_fd is None else (seccomp_fd,),
+                    )
+                    self._proc = _SPAWNER.submit(popen).result()
+        finally:
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
         info = self._wait_connection_file(deadline)
+        if self.image is not None:
+            info = dict(info, ip=str(self.box.run / "k"))  # the same sockets, seen from the host
         with self._use_lock:
             client = BlockingKernelClient(context=self._context)
             client.load_connection_info(info)
             client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
             self._client = client
             self._wait_ready(deadline)
+
+    def _host_launch(self) -> tuple[list[str], dict[str, str], Path]:
+        """--profile host: ipykernel on this machine, TCP on 127.0.0.1, cwd = the data dir."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(self._env, SESSION_DATA_DIR=str(self.data_dir), TMPDIR=str(self.tmp_dir))
+        # JPY_PARENT_PID makes ipykernel exit by itself if the emulator dies without cleaning up (SIGKILL).
+        env["JPY_PARENT_PID"] = str(os.getpid())
+        argv = [self._python, "-m", "ipykernel_launcher", "-f", str(self.connection_file), "--HistoryManager.enabled=False"]
+        return argv, env, self.data_dir
+
+    def _sandbox_launch(self, seccomp_fd: int | None) -> tuple[list[str], dict[str, str], Path]:
+        """--profile pythonlts: ipykernel in the image sandbox, ZMQ over unix sockets in the run dir.
+
+        The emulator writes the connection file (ipc transport, fixed socket names) and the kernel binds
+        what it says; bwrap's --die-with-parent replaces JPY_PARENT_PID (ppid is the sandbox's init).
+        """
+        assert self.image is not None
+        info = {
+            "transport": "ipc",
+            "ip": f"{RUN_DIR}/k",
+            "shell_port": 1,
+            "iopub_port": 2,
+            "stdin_port": 3,
+            "control_port": 4,
+            "hb_port": 5,
+            "key": uuid.uuid4().hex,
+            "signature_scheme": "hmac-sha256",
+            "kernel_name": "python3",
+        }
+        self.connection_file.write_text(json.dumps(info))
+        os.chown(self.connection_file, self.box.uid, self.box.uid)
+        os.chmod(self.connection_file, 0o600)
+        kernel_argv = [
+            f"{VENV}/bin/python",
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            f"{RUN_DIR}/kernel.json",
+            "--HistoryManager.enabled=False",
+        ]
+        return self.image.argv(self.box, kernel_argv, seccomp_fd), self.image.env(self.box), self.box.root
 
     def _wait_connection_file(self, deadline: float) -> dict[str, Any]:
         while True:
@@ -252,8 +307,15 @@ class KernelProcess:
         )
 
     def interrupt(self) -> None:
-        # ipykernel's default interrupt_mode is "signal": SIGINT raises KeyboardInterrupt in user code.
-        self._signal(signal.SIGINT)
+        if self.image is None:
+            # ipykernel's default interrupt_mode is "signal": SIGINT raises KeyboardInterrupt in user code.
+            self._signal(signal.SIGINT)
+            return
+        # In the sandbox the kernel leads its own process group, out of reach of the host's killpg on
+        # bwrap: ask it on the control channel, and it sends itself (and its group) SIGINT.
+        with self._use_lock:
+            if self._client is not None:
+                self._client.control_channel.send(self._client.session.msg("interrupt_request", {}))
 
     def _signal(self, signum: int) -> None:
         if self._proc is None:
@@ -299,9 +361,19 @@ class KernelProcess:
             if self._client is not None:
                 _close_channels(self._client)
                 self._client = None
-        for path in (self.connection_file, self.log_file):
+        for path in (self.connection_file, self.log_file, *(self.box.run.glob("k-*") if self.image else ())):
             path.unlink(missing_ok=True)
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)  # a restarted session gets a fresh /tmp too
+        # The box (data, home, tmp) stays: a restarted kernel is the same container. Its owner removes it.
+
+
+def _pipe_with(data: bytes) -> int:
+    """The read end of a pipe holding ``data`` (a seccomp program is ~100 bytes: far below the pipe buffer)."""
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, data)
+    finally:
+        os.close(write_fd)
+    return read_fd
 
 
 def _close_channels(client: BlockingKernelClient) -> None:

@@ -113,8 +113,8 @@ def pool_resource(emu: Emulator, api_version: str) -> dict[str, Any]:
                 "readySessionInstances": cfg.ready_sessions,
             },
             "dynamicPoolConfiguration": dynamic,
-            # The emulator does not restrict a session's network access, so it does not claim to.
-            "sessionNetworkConfiguration": {"status": "EgressEnabled"},
+            # pythonlts sessions have no network at all; --profile host does not restrict it.
+            "sessionNetworkConfiguration": {"status": "EgressDisabled" if cfg.profile == "pythonlts" else "EgressEnabled"},
             # The data-plane URL as this client reached the emulator, like the regional endpoint.
             "poolManagementEndpoint": request.host_url.rstrip("/") + cfg.pool_path,
             "provisioningState": "Succeeded",

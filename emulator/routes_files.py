@@ -13,9 +13,14 @@ from flask import Blueprint, Response, jsonify, request, send_file
 from . import files
 from .checks import DATAPLANE_PREFIX, check_pool, get_emulator, is_legacy, leased, operation, prologue, session_headers
 from .errors import bad_request
+from .sessions import Session
 
 bp = Blueprint("files", __name__, url_prefix=DATAPLANE_PREFIX)
 bp.url_value_preprocessor(check_pool)
+
+
+def _owner(session: Session) -> int | None:
+    return session.box.uid if session.box is not None else None
 
 
 def _uploads() -> list:
@@ -33,7 +38,7 @@ def legacy_upload() -> Response:
     parts = _uploads()
     with leased(emu, ident) as session:
         assert session.data_dir is not None
-        saved = [files.save_upload(part, session.data_dir, None) for part in parts]
+        saved = [files.save_upload(part, session.data_dir, None, _owner(session)) for part in parts]
         response = jsonify(files.legacy_envelope(saved))
         response.headers.update(session_headers(session))
     return response
@@ -67,7 +72,7 @@ def upload() -> Response:
     parts = _uploads()
     with leased(emu, ident) as session:
         assert session.data_dir is not None
-        saved = [files.save_upload(part, session.data_dir, request.args.get("path")) for part in parts]
+        saved = [files.save_upload(part, session.data_dir, request.args.get("path"), _owner(session)) for part in parts]
         # Guess: one SessionResourceFile comes back [SPEC example]; with several parts, the first.
         response = jsonify(files.file_entry(saved[0], session.data_dir))
         response.headers.update(session_headers(session))

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .image import Box
 from .kernel import KernelProcess
 from .pool import AllocationFailed, KernelPool, in_parallel
 from .settings import Settings
@@ -45,6 +46,7 @@ class Session:
     last_accessed_mono: float = field(default_factory=time.monotonic)
     etag: str = field(default_factory=lambda: str(uuid.uuid4()))
     kernel: KernelProcess | None = None
+    box: Box | None = None
     data_dir: Path | None = None
     guid: str = ""
     ready: threading.Event = field(default_factory=threading.Event)
@@ -61,9 +63,10 @@ class Session:
 
     def attach(self, kernel: KernelProcess, pool_name: str) -> None:
         self.kernel = kernel
+        self.box = kernel.box
         self.data_dir = kernel.data_dir
         # X-Ms-Session-Guid is the pod name in the real service [MS-SAMPLE]; make it look like one.
-        self.guid = f"{pool_name}-{kernel.data_dir.name[:10]}"
+        self.guid = f"{pool_name}-{kernel.box.root.name[:10]}"
 
     def remember(self, record_id: str, record: Any) -> None:
         self.executions[record_id] = record
@@ -87,7 +90,7 @@ class SessionRegistry:
         self,
         *,
         pool: KernelPool,
-        make_kernel: Callable[[Path], KernelProcess],
+        make_kernel: Callable[[Box], KernelProcess],
         config: Callable[[], Settings],
         alloc_timeout_s: float,
     ) -> None:
@@ -157,13 +160,17 @@ class SessionRegistry:
                 self.release(session)
 
     def replace_kernel(self, session: Session) -> None:
-        """Give a session whose kernel died a fresh kernel on the same data directory (state is lost)."""
+        """Give a session whose kernel died a fresh kernel in the same box (Python state is lost).
+
+        Guess: like Jupyter restarting a dead kernel inside the same container, /mnt/data, the home
+        directory (venv included) and /tmp stay as the last kernel left them.
+        """
         old = session.kernel
         if old is not None:
             old.shutdown()
-        if session.closed or session.data_dir is None:
+        if session.closed or session.box is None:
             return
-        session.kernel = self._make_kernel(session.data_dir)
+        session.kernel = self._make_kernel(session.box)
         if session.closed:
             session.kernel.shutdown()
 
@@ -209,8 +216,8 @@ class SessionRegistry:
     def _dispose(session: Session) -> None:
         if session.kernel is not None:
             session.kernel.shutdown()
-        if session.data_dir is not None:
-            shutil.rmtree(session.data_dir, ignore_errors=True)
+        if session.box is not None:
+            shutil.rmtree(session.box.root, ignore_errors=True)  # the container is gone with the session
 
     def clear(self) -> None:
         with self._lock:

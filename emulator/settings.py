@@ -45,8 +45,25 @@ DEFAULT_PRINCIPAL_ID = "9a1c0000-0000-4000-8000-000000000001"
 UNAUTHORIZED_CLIENT_ID = "c11e0000-0000-4000-8000-000000000002"
 UNAUTHORIZED_PRINCIPAL_ID = "9a1c0000-0000-4000-8000-000000000002"
 
+OPTIONAL_TOOLCHAINS = ("gcc",)  # toolchains --image-toolchains may add to the pythonlts image
+
+IdentifierRule = Literal["common", "union"]
+IDENTIFIER_RULE_NAMES = ("common", "union")  # see emulator/checks.py
+
 BodyShape = Literal["flat", "wrapped", "any"]
 BODY_SHAPES = ("flat", "wrapped", "any")
+
+# -- What the sessions look like inside (emulator/image.py says what each part rests on).
+Profile = Literal["pythonlts", "host"]
+PROFILES = ("pythonlts", "host")
+KernelUser = Literal["ubuntu", "root"]
+KERNEL_USERS = ("ubuntu", "root")  # root: test-only, so the harness's root path can be exercised
+KernelUserns = Literal["deny", "allow"]
+KERNEL_USERNS = ("deny", "allow")  # may an unprivileged kernel create user namespaces (image.py: Guess)
+# pythonlts kernel uids: base + (n % span). Worktree sandboxes use 60500..63500, the harness 30000..60000
+# inside sessions, custom-container sessions >= 64000 (below this range); 65534 is nobody.
+DEFAULT_KERNEL_UID_BASE = 65000
+KERNEL_UID_SPAN = 500
 
 
 @dataclass(frozen=True)
@@ -84,6 +101,7 @@ RUNTIME_KEYS = frozenset(
         "code_execute_body",
         "accept_legacy_audience",
         "max_execution_s",
+        "identifier_rule",
     }
 )
 
@@ -110,12 +128,18 @@ class Settings:
     executions_body: BodyShape = "flat"  # shape POST /executions accepts
     code_execute_body: BodyShape = "wrapped"  # shape POST /code/execute accepts
     max_execution_s: int = MAX_EXECUTION_SECONDS
+    identifier_rule: IdentifierRule = "common"
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     data_root: str | None = None  # None: a temporary directory removed on exit
     kernel_python: str = sys.executable
     kernel_start_timeout_s: float = 60.0
     log_requests: bool = False
     exit_with_parent: bool = False  # stop (and kill all kernels) when the launching process dies
+    profile: Profile = "pythonlts"
+    image_toolchains: tuple[str, ...] = ()  # optional toolchains the pythonlts image shows ("gcc")
+    kernel_user: KernelUser = "ubuntu"
+    kernel_userns: KernelUserns = "deny"
+    kernel_uid_base: int = DEFAULT_KERNEL_UID_BASE
 
     def __post_init__(self) -> None:
         # Fail at construction, naming the field, rather than at the first request.
@@ -132,14 +156,24 @@ class Settings:
             (self.executions_body in BODY_SHAPES, f"executions_body must be one of {BODY_SHAPES}"),
             (self.code_execute_body in BODY_SHAPES, f"code_execute_body must be one of {BODY_SHAPES}"),
             (1 <= self.max_execution_s <= 3600, "max_execution_s must be 1..3600"),
+            (self.identifier_rule in IDENTIFIER_RULE_NAMES, f"identifier_rule must be one of {IDENTIFIER_RULE_NAMES}"),
             (self.max_upload_bytes > 0, "max_upload_bytes must be > 0"),
             (self.kernel_start_timeout_s > 0, "kernel_start_timeout_s must be > 0"),
+            (self.profile in PROFILES, f"profile must be one of {PROFILES}"),
+            (self.kernel_user in KERNEL_USERS, f"kernel_user must be one of {KERNEL_USERS}"),
+            (self.kernel_userns in KERNEL_USERNS, f"kernel_userns must be one of {KERNEL_USERNS}"),
+            (
+                all(t in OPTIONAL_TOOLCHAINS for t in self.image_toolchains),
+                f"image_toolchains must be among {OPTIONAL_TOOLCHAINS}",
+            ),
+            (1000 <= self.kernel_uid_base <= 65534 - KERNEL_UID_SPAN, "kernel_uid_base out of range"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        if not isinstance(self.allowed_principals, tuple):
-            object.__setattr__(self, "allowed_principals", tuple(self.allowed_principals))
+        for name in ("allowed_principals", "image_toolchains"):
+            if not isinstance(getattr(self, name), tuple):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property
     def pool_path(self) -> str:
@@ -182,5 +216,10 @@ class Settings:
             "executions_body": self.executions_body,
             "code_execute_body": self.code_execute_body,
             "max_execution_s": self.max_execution_s,
+            "identifier_rule": self.identifier_rule,
             "max_upload_bytes": self.max_upload_bytes,
+            "profile": self.profile,
+            "image_toolchains": list(self.image_toolchains),
+            "kernel_user": self.kernel_user,
+            "kernel_userns": self.kernel_userns,
         }

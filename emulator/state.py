@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -17,10 +19,11 @@ import zmq
 
 from .auth import TokenService
 from .faults import FaultStore
+from .image import Box, Image
 from .kernel import KernelProcess
 from .pool import KernelPool, in_parallel
 from .sessions import SessionRegistry
-from .settings import RUNTIME_KEYS, Settings
+from .settings import KERNEL_UID_SPAN, RUNTIME_KEYS, Settings
 
 # Secrets of the emulator's own environment must not leak into code running in a session.
 _SCRUBBED_ENV_PREFIXES = ("IDENTITY_", "MSI_", "AZURE_")
@@ -88,10 +91,22 @@ class Emulator:
         self.root = Path(settings.data_root or tempfile.mkdtemp(prefix="run-", dir=default_root_parent())).resolve()
         self.sessions_dir = self.root / "sessions"
         self.runtime_dir = self.root / "runtime"
-        self.tmp_dir = self.root / "tmp"
-        for directory in (self.sessions_dir, self.runtime_dir, self.tmp_dir):
+        for directory in (self.sessions_dir, self.runtime_dir):
             directory.mkdir(parents=True, exist_ok=True)
         self._kernel_env = self._build_kernel_env()
+        # pythonlts: every kernel in a PythonLTS-like sandbox (emulator/image.py); host: this machine as is.
+        self.image = (
+            Image(
+                self.root / "image",
+                settings.kernel_python,
+                toolchains=settings.image_toolchains,
+                kernel_user=settings.kernel_user,
+                userns=settings.kernel_userns,
+            )
+            if settings.profile == "pythonlts"
+            else None
+        )
+        self._uids = itertools.count(secrets.randbelow(KERNEL_UID_SPAN))
         self._zmq = zmq.Context()
         self._kernels: set[KernelProcess] = set()
         self._kernels_lock = threading.Lock()
@@ -131,18 +146,32 @@ class Emulator:
         )
         return env
 
-    def _new_kernel(self, data_dir: Path | None) -> KernelProcess:
-        """Start a kernel; ``data_dir`` None gives it a fresh, empty one (a ready-pool kernel)."""
-        if data_dir is None:
-            data_dir = self.sessions_dir / uuid.uuid4().hex
-            data_dir.mkdir()
+    def _new_box(self) -> Box:
+        """A pristine container filesystem for a new session (what a fresh identifier gets)."""
+        # Short names: the kernel's unix socket paths under the box must stay below 108 bytes.
+        root = self.sessions_dir / uuid.uuid4().hex[:16]
+        if self.image is None:
+            box = Box(root, os.geteuid())
+            for directory in (box.data, box.tmp, box.run):
+                directory.mkdir(parents=True)
+            return box
+        # A uid of its own per session (the harness and other worktrees use other ranges, see README).
+        uid = self.settings.kernel_uid_base + next(self._uids) % KERNEL_UID_SPAN
+        box = Box(root, 0 if self.settings.kernel_user == "root" else uid)
+        self.image.prepare_box(box)
+        return box
+
+    def _new_kernel(self, box: Box | None) -> KernelProcess:
+        """Start a kernel; ``box`` None gives it a fresh, pristine one (a ready-pool kernel)."""
+        if box is None:
+            box = self._new_box()
         kernel = KernelProcess(
             python=self.settings.kernel_python,
-            data_dir=data_dir,
-            tmp_dir=self.tmp_dir / data_dir.name,
+            box=box,
             runtime_dir=self.runtime_dir,
             context=self._zmq,
             env=self._kernel_env,
+            image=self.image,
         )
         with self._kernels_lock:
             if self._closed:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Deploy the backend to Azure Container Apps with a PythonLTS session pool.
+# Deploy the backend to Azure Container Apps with a PythonLTS or CustomContainer session pool.
 # Run infra/deploy.sh --help for the steps and options; infra/README.md has the rest.
 set -Eeuo pipefail
 
@@ -11,22 +11,31 @@ usage() {
 Usage: infra/deploy.sh [options]
 
 Deploys the Piston backend to Azure Container Apps (session pool executor):
-  1. checks the tools (az, python3) and the Azure login
-  2. creates the resource group
-  3. deploys infra/main.bicep: Log Analytics, Container Apps environment,
-     container registry, managed identity, PythonLTS session pool and role
-     assignments (the container app too, once it has an image)
-  4. builds the image in the registry (az acr build)
-  5. rolls it out: az containerapp update --image, or on the first run a second
-     Bicep deployment that creates the container app with that image
-  6. waits until GET <url>/ready answers 200
-  7. runs: test_session_pool.py --endpoint <url> (with the repo's .venv python if there is one)
+  1. checks the tools (az, python3), compiles main.bicep (az bicep build) and checks the login
+  2. creates the resource group (--what-if: it must exist already)
+  3. checks the deployment before creating anything: az deployment group validate,
+     then az deployment group what-if (prints the changes); --what-if stops here
+  4. deploys infra/main.bicep: Log Analytics, Container Apps environment (workload
+     profiles), container registry, managed identities, the session pool and role
+     assignments (the container app too, once it has an image; a CustomContainer
+     pool also waits for the image)
+  5. builds the image in the registry (az acr build)
+  6. rolls it out: PythonLTS: az containerapp update --image, or on the first run a
+     second Bicep deployment (validated first) that creates the container app.
+     CustomContainer: always that second deployment, which gives the pool's
+     sessions and the app the new image
+  7. waits until GET <url>/ready answers 200
+  8. runs: test_session_pool.py --endpoint <url> (with the repo's .venv python if there is one)
 
 Options:
   -g, --resource-group NAME  resource group (env AZURE_RESOURCE_GROUP; default piston-sessions-rg)
   -l, --location REGION      Azure region (env AZURE_LOCATION; default westus2)
   -p, --prefix PREFIX        resource name prefix, ^[a-z][a-z0-9]{2,11}$ (env NAME_PREFIX; default piston)
   -t, --tag TAG              image tag (env IMAGE_TAG; default: UTC time, e.g. 20260101120000)
+  -c, --container-type TYPE  session pool type: PythonLTS (Python only) or CustomContainer
+                             (this image in every session: all its languages) (env CONTAINER_TYPE;
+                             default PythonLTS). A pool keeps its type: tear down to switch.
+      --what-if              compile, validate and print what-if for the first pass; create nothing
       --ready-timeout SEC    how long to wait for /ready (default 300)
       --skip-smoke-test      stop after /ready answers
   -h, --help                 show this help and exit
@@ -52,8 +61,10 @@ RESOURCE_GROUP="${AZURE_RESOURCE_GROUP:-piston-sessions-rg}"
 LOCATION="${AZURE_LOCATION:-westus2}"
 PREFIX="${NAME_PREFIX:-piston}"
 TAG="${IMAGE_TAG:-}"
+CONTAINER_TYPE="${CONTAINER_TYPE:-PythonLTS}"
 READY_TIMEOUT=300
 SMOKE_TEST=yes
+WHAT_IF=no
 
 STEP="read arguments"
 while [[ $# -gt 0 ]]; do
@@ -82,6 +93,16 @@ while [[ $# -gt 0 ]]; do
             TAG="$2"
             shift 2
             ;;
+        -c | --container-type)
+            need_value "$1" "${2-}"
+            CONTAINER_TYPE="$2"
+            shift 2
+            ;;
+        --what-if)
+            WHAT_IF=yes
+            SMOKE_TEST=no
+            shift
+            ;;
         --ready-timeout)
             need_value "$1" "${2-}"
             READY_TIMEOUT="$2"
@@ -99,6 +120,8 @@ done
 
 [[ "$PREFIX" =~ ^[a-z][a-z0-9]{2,11}$ ]] ||
     die "prefix '$PREFIX' must match ^[a-z][a-z0-9]{2,11}$ (it names the session pool, which allows no hyphens)"
+[[ "$CONTAINER_TYPE" == PythonLTS || "$CONTAINER_TYPE" == CustomContainer ]] ||
+    die "container type '$CONTAINER_TYPE' must be PythonLTS or CustomContainer (main.bicep @allowed)"
 [[ "$READY_TIMEOUT" =~ ^[0-9]+$ ]] || die "--ready-timeout must be a number of seconds"
 [[ -z "$TAG" || "$TAG" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "tag '$TAG' is not a valid image tag"
 
@@ -111,7 +134,7 @@ REPO_ROOT="$(cd "$INFRA_DIR/.." && pwd)"
 APP_NAME="${PREFIX}-api"
 IMAGE_REPOSITORY="piston-backend"
 
-# ---------------------------------------------------------------- 1. preflight
+# ---------------------------------------------------------------- 1. preflight (nothing changes in Azure before step 4)
 
 step "check tools"
 command -v az >/dev/null 2>&1 ||
@@ -131,20 +154,34 @@ if [[ "$SMOKE_TEST" == yes ]]; then
         die "$SMOKE_PYTHON cannot import requests (needed by test_session_pool.py): run scripts/setup.sh, set SMOKE_PYTHON, or pass --skip-smoke-test"
 fi
 
+WORK_DIR="$(mktemp -d)"
+cleanup() { rm -rf "$WORK_DIR"; }
+trap cleanup EXIT
+
+# Compiled once: a Bicep error stops here, before the login or any call that changes Azure.
+TEMPLATE="$WORK_DIR/main.json"
+step "compile main.bicep (az bicep build)"
+az bicep build --file "$INFRA_DIR/main.bicep" --outfile "$TEMPLATE"
+[[ -s "$TEMPLATE" ]] || die "az bicep build wrote no template to $TEMPLATE"
+
 step "check Azure login"
 az account show --output none >/dev/null 2>&1 ||
     die "not logged in to Azure: run 'az login' (and 'az account set --subscription <id>')"
 SUBSCRIPTION="$(az account show --query name --output tsv)"
 say "subscription: $SUBSCRIPTION"
 
-WORK_DIR="$(mktemp -d)"
-cleanup() { rm -rf "$WORK_DIR"; }
-trap cleanup EXIT
-
 # ---------------------------------------------------------------- 2. resource group
 
-step "create resource group $RESOURCE_GROUP in $LOCATION"
-az group create --name "$RESOURCE_GROUP" --location "$LOCATION" --output none
+# Group-scope validate and what-if need the group. A new group is empty and costs nothing;
+# --what-if creates nothing at all, so there it must exist already.
+if [[ "$WHAT_IF" == yes ]]; then
+    step "check resource group $RESOURCE_GROUP"
+    [[ "$(az group exists --name "$RESOURCE_GROUP")" == true ]] ||
+        die "resource group $RESOURCE_GROUP does not exist; what-if runs against a group: create it (az group create --name $RESOURCE_GROUP --location $LOCATION) or deploy without --what-if"
+else
+    step "create resource group $RESOURCE_GROUP in $LOCATION"
+    az group create --name "$RESOURCE_GROUP" --location "$LOCATION" --output none
+fi
 
 # ---------------------------------------------------------------- 3. infrastructure
 
@@ -186,29 +223,50 @@ with open(sys.argv[1], "w", encoding="utf-8") as fh:
 PY
 )
 
-deploy_bicep() { # deployment name, image ('' = no container app); prints the outputs as JSON
-    az deployment group create \
+deployment() { # verb (validate | what-if | create), deployment name, image ('' = no container app), az options...
+    local verb="$1" name="$2" image="$3"
+    shift 3
+    az deployment group "$verb" \
         --resource-group "$RESOURCE_GROUP" \
-        --name "$1" \
-        --template-file "$INFRA_DIR/main.bicep" \
+        --name "$name" \
+        --template-file "$TEMPLATE" \
         --parameters "@$INFRA_DIR/main.parameters.json" \
         --parameters "@$SECRET_PARAMS" \
         --parameters location="$LOCATION" namePrefix="$PREFIX" containerAppName="$APP_NAME" \
-        containerImage="$2" \
-        --query properties.outputs \
-        --output json
+        containerType="$CONTAINER_TYPE" containerImage="$image" \
+        "$@"
+}
+
+preflight() { # deployment name, image: ARM checks the whole deployment, then prints what would change
+    step "validate deployment $1 (az deployment group validate)"
+    deployment validate "$1" "$2" --output none
+    step "what-if of deployment $1"
+    deployment what-if "$1" "$2"
+}
+
+deploy_bicep() { # deployment name, image; prints the outputs as JSON
+    deployment create "$1" "$2" --query properties.outputs --output json
 }
 
 output() { # outputs JSON, name
     python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]]["value"])' "$1" "$2"
 }
 
+preflight "${PREFIX}-infra" "$EXISTING_IMAGE"
+if [[ "$WHAT_IF" == yes ]]; then
+    STEP="done"
+    say "--what-if: validated; nothing was created or changed"
+    [[ -n "$EXISTING_IMAGE" ]] ||
+        say "the first deployment has a second pass after the image build (the container app$([[ "$CONTAINER_TYPE" == CustomContainer ]] && echo ' and the pool')): it is validated before it runs"
+    exit 0
+fi
+
 step "deploy infrastructure (main.bicep)"
 OUTPUTS="$(deploy_bicep "${PREFIX}-infra" "$EXISTING_IMAGE")"
 REGISTRY_NAME="$(output "$OUTPUTS" registryName)"
 REGISTRY_SERVER="$(output "$OUTPUTS" registryLoginServer)"
 POOL_ENDPOINT="$(output "$OUTPUTS" poolManagementEndpoint)"
-say "registry $REGISTRY_SERVER, pool $POOL_ENDPOINT"
+say "registry $REGISTRY_SERVER, pool ${POOL_ENDPOINT:-(created with the image, below)}"
 
 # ---------------------------------------------------------------- 4. image
 
@@ -224,12 +282,15 @@ az acr build \
 
 # ---------------------------------------------------------------- 5. roll out
 
-if [[ -n "$EXISTING_IMAGE" ]]; then
+if [[ -n "$EXISTING_IMAGE" && "$CONTAINER_TYPE" == PythonLTS ]]; then
     step "update container app $APP_NAME to $IMAGE"
     az containerapp update --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" --image "$IMAGE" --output none
 else
-    step "create container app $APP_NAME with $IMAGE (main.bicep, second pass)"
+    # CustomContainer: the pool caches its image at create/update, so a new tag goes through Bicep.
+    preflight "${PREFIX}-app" "$IMAGE"
+    step "deploy $IMAGE to the container app$([[ "$CONTAINER_TYPE" == CustomContainer ]] && echo ' and the session pool') (main.bicep, second pass)"
     OUTPUTS="$(deploy_bicep "${PREFIX}-app" "$IMAGE")"
+    POOL_ENDPOINT="$(output "$OUTPUTS" poolManagementEndpoint)"
 fi
 
 step "read the app URL"
@@ -277,5 +338,5 @@ fi
 STEP="done"
 say "deployed $IMAGE"
 say "backend:  $APP_URL"
-say "pool:     $POOL_ENDPOINT"
+say "pool:     $POOL_ENDPOINT ($CONTAINER_TYPE)"
 say "API key:  az containerapp secret show -g $RESOURCE_GROUP -n $APP_NAME --secret-name api-keys --query value -o tsv"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the service needs on Debian 12 (bookworm), idempotently:
 # system packages (bubblewrap, compilers and language runtimes), the Python venv with
-# requirements.txt, and the sandbox launcher. Run as root (the local sandbox drops
+# requirements.txt, the sandbox launcher and the precompiled C++ headers. Run as root (the local sandbox drops
 # each submission to its own uid and creates cgroups, which needs root).
 #   EXTRA_PACKAGES="golang-go" ./scripts/setup.sh   to add more languages.
 set -euo pipefail
@@ -47,6 +47,18 @@ fi
 step "pip install -r requirements.txt"
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
 
+# ---- infra tools (owner: infra): checkov, pycep-parser and hadolint for tests/unit/test_infra.py and
+# test_dockerfile.py. A venv of their own: checkov's pins (packaging<24) conflict with requirements.txt.
+if [ ! -x .venv-tools/bin/python ]; then
+    step "create .venv-tools with $PYTHON"
+    "$PYTHON" -m venv .venv-tools
+fi
+step "pip install -r requirements-tools.txt (into .venv-tools)"
+.venv-tools/bin/python -m pip install -q --disable-pip-version-check -r requirements-tools.txt
+# ---- end of infra tools
+
 step "build the sandbox launcher"
 .venv/bin/python -c "from backend.config import load_settings; from backend.executors.local.launcher import ensure_launcher; print(ensure_launcher(load_settings().sandbox_state_dir))"
+step "precompile the C++ headers (bits/stdc++.h, iostream) for the c++ runtime's flags"
+SANDBOX_PCH_DIR="${SANDBOX_PCH_DIR:-/usr/local/lib/piston-pch}" .venv/bin/python -m backend.executors.local.pch build
 echo "setup complete"

@@ -12,10 +12,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from backend.models import Comparison, Program, RunSpec, StageResult
+from backend.errors import InteractiveUnsupported
+from backend.models import Comparison, ExecutionResult, Program, RunSpec, StageResult
 from backend.runtimes import Runtime
+
+if TYPE_CHECKING:
+    from backend.interactive import InteractiveSession
 
 
 class Box(ABC):
@@ -66,6 +70,14 @@ class Executor(ABC):
     @abstractmethod
     def open(self, program: Program, runtime: Runtime) -> AbstractContextManager[Box]:
         """Reserve capacity (a sandbox slot, a session) for the program; release it on exit."""
+
+    def run_interactive(self, program: Program, runtime: Runtime, spec: RunSpec,
+                        session: InteractiveSession) -> ExecutionResult:
+        """/api/v2/connect: run with stdin streamed in and output streamed out through ``session``."""
+        raise InteractiveUnsupported(
+            f"interactive sessions (/api/v2/connect) are not available on the {self.name} executor; "
+            "use POST /api/v2/execute"
+        )
 
     def health(self) -> dict[str, Any]:
         return {"executor": self.name}

@@ -80,7 +80,7 @@ def test_wall_timeout(client: Client) -> None:
     assert (run["status"], run["signal"], run["code"]) == ("TO", "SIGKILL", None)
     assert run["message"] == "Time limit exceeded (wall clock)"
     assert run["stdout"] == "start\n"  # output before the kill is kept
-    assert 450 <= run["wall_time"] < 1500
+    assert 450 <= run["wall_time"] < 10_000  # killed at the limit, before the program's own end
 
 
 def test_cpu_timeout(client: Client) -> None:

@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import jwt
 import pytest
@@ -31,10 +30,19 @@ from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
 from emulator.settings import DEFAULT_CLIENT_ID, DEFAULT_PRINCIPAL_ID, UNAUTHORIZED_CLIENT_ID
 from emulator.testing import EmulatorProcess
+from tests.integration.emulator_helpers import (
+    DATA_PLANE,
+    LEGACY,
+    NEW,
+    Client,
+    error_code,
+    host_pids,
+    ident,
+    msi_token,
+    pid_alive,
+    wait_until,
+)
 
-NEW = "2025-10-02-preview"
-LEGACY = "2024-02-02-preview"
-DATA_PLANE = "https://dynamicsessions.io"
 ARM = "https://management.azure.com"
 
 
@@ -52,78 +60,14 @@ def clean(emu: EmulatorProcess) -> Iterator[EmulatorProcess]:
     emu.reset()
 
 
-def msi_token(emu: EmulatorProcess, resource: str = DATA_PLANE, **params: str) -> requests.Response:
-    return requests.get(
-        emu.env["IDENTITY_ENDPOINT"],
-        params={"api-version": "2019-08-01", "resource": resource, **params},
-        headers={"X-IDENTITY-HEADER": emu.env["IDENTITY_HEADER"]},
-        timeout=10,
-    )
-
-
 @pytest.fixture(scope="module")
 def token(emu: EmulatorProcess) -> str:
     return msi_token(emu).json()["access_token"]
 
 
-def ident() -> str:
-    return f"t-{uuid.uuid4().hex[:12]}"
-
-
-class Client:
-    """Plain HTTP client of the data plane (what the backend does with requests)."""
-
-    def __init__(self, emu: EmulatorProcess, token: str) -> None:
-        self.endpoint = emu.pool_endpoint
-        self.headers = {"Authorization": f"Bearer {token}"}
-
-    def call(self, method: str, path: str, *, api: str | None = NEW, identifier: str | None = None, **kw: Any):
-        params = dict(kw.pop("params", {}))
-        if api is not None:
-            params["api-version"] = api
-        if identifier is not None:
-            params["identifier"] = identifier
-        headers = {**self.headers, **kw.pop("headers", {})}
-        return requests.request(method, self.endpoint + path, params=params, headers=headers, timeout=30, **kw)
-
-    def execute(self, identifier: str, code: str, **fields: Any) -> requests.Response:
-        return self.call("POST", "/executions", identifier=identifier, json={"code": code, **fields})
-
-    def run(self, identifier: str, code: str, **fields: Any) -> dict[str, Any]:
-        response = self.execute(identifier, code, **fields)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def legacy(self, identifier: str, code: str, **fields: Any) -> requests.Response:
-        body = {"properties": {"codeInputType": "inline", "executionType": "synchronous", "code": code, **fields}}
-        return self.call("POST", "/code/execute", api=LEGACY, identifier=identifier, json=body)
-
-
 @pytest.fixture(scope="module")
 def dp(emu: EmulatorProcess, token: str) -> Client:
     return Client(emu, token)
-
-
-def error_code(response: requests.Response) -> str:
-    assert response.headers.get("x-ms-error-code") == response.json()["error"]["code"]
-    return response.json()["error"]["code"]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"  # a zombie is dead, just not reaped
-    except FileNotFoundError:
-        return False
-
-
-def wait_until(predicate: Any, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 # -- execution ---------------------------------------------------------------------------------------
@@ -149,11 +93,10 @@ def test_identifiers_are_isolated_and_cwd_is_the_data_dir(dp: Client) -> None:
     dp.run(a, "secret = 1\nopen('only-a.txt', 'w').write('a')")
     other = dp.run(b, "secret")
     assert other["status"] == "Failed" and "NameError" in other["result"]["stderr"]
-    listing = dp.run(b, "import os\n(os.getcwd() == os.environ['SESSION_DATA_DIR'], os.listdir('.'))")
-    assert listing["result"]["executionResult"] == [True, []]
-    cwd_a = dp.run(a, "import os; os.getcwd()")["result"]["executionResult"]
-    cwd_b = dp.run(b, "import os; os.getcwd()")["result"]["executionResult"]
-    assert cwd_a != cwd_b
+    listing = dp.run(b, "import os\n(os.getcwd(), os.listdir('.'), os.listdir('/mnt/data'))")
+    assert listing["result"]["executionResult"] == ["/mnt/data", [], []]
+    seen_by_a = dp.run(a, "import os; (os.getcwd(), open('/mnt/data/only-a.txt').read())")
+    assert seen_by_a["result"]["executionResult"] == ["/mnt/data", "a"]
 
 
 def test_user_exception_is_http_200_failed_with_traceback(dp: Client) -> None:
@@ -205,7 +148,7 @@ def test_timeout_interrupts_and_the_session_survives(dp: Client) -> None:
     dp.run(sid, "kept = 'yes'")
     started = time.monotonic()
     body = dp.run(sid, "import time\ntime.sleep(30)", timeoutInSeconds=1)
-    assert time.monotonic() - started < 6
+    assert time.monotonic() - started < 30  # interrupted, not run to its end (no speed bound: bench/)
     assert body["status"] == "Failed" and "KeyboardInterrupt" in body["result"]["stderr"]
     assert body["error"]["code"] == "ExecutionTimedOut"
     assert dp.run(sid, "kept")["result"]["executionResult"] == "yes"
@@ -416,8 +359,16 @@ def test_400_for_api_version_and_identifier(dp: Client, params: dict[str, str], 
     assert response.status_code == 400 and error_code(response) == code
 
 
-def test_doc_charset_identifiers_are_accepted(dp: Client) -> None:
+def test_identifiers_must_satisfy_every_documented_rule(clean: EmulatorProcess, dp: Client) -> None:
+    assert dp.execute(str(uuid.uuid4()), "1").status_code == 200
+    assert dp.execute("pst-" + "0123456789abcdef" * 2, "1").status_code == 200
+    for only_some_rules_allow in ("u_0123456789", "a|b-c&d^e%f$g#h(i){j}[k];<l>", "sl/ash"):
+        refused = dp.execute(only_some_rules_allow, "1")
+        assert refused.status_code == 400 and error_code(refused) == "InvalidSessionIdentifier"
+        assert "every documented rule" in refused.json()["error"]["message"]
+    clean.configure(identifier_rule="union")  # what any source accepts
     assert dp.execute("a|b-c&d^e%f$g#h(i){j}[k];<l>_m", "1").status_code == 200
+    assert dp.execute("has space", "1").status_code == 400
 
 
 def test_session_properties_missing_for_the_wrong_body_shape(clean: EmulatorProcess, dp: Client) -> None:
@@ -440,6 +391,22 @@ def test_unknown_pool_is_404(dp: Client) -> None:
     url = dp.endpoint.replace("emulatorpool", "otherpool") + "/executions"
     response = requests.post(url, params={"api-version": NEW, "identifier": "abcd1"}, json={"code": "1"}, timeout=10)
     assert response.status_code == 404 and error_code(response) == "SessionPoolNotFound"
+    wrong_route = dp.call("POST", "/python/execute", identifier="abcd1", json={"code": "1"})
+    assert wrong_route.status_code == 404 and error_code(wrong_route) == "RouteNotFound"
+    assert "/python/execute" in wrong_route.json()["error"]["message"]
+    wrong_pool_and_route = requests.get(url.replace("/executions", "/nothing"), timeout=10)
+    assert wrong_pool_and_route.status_code == 404 and error_code(wrong_pool_and_route) == "SessionPoolNotFound"
+    outside = requests.get(dp.endpoint.split("/subscriptions/")[0] + "/nothing/here", timeout=10)
+    assert outside.status_code == 404 and error_code(outside) == "NotFound"
+
+
+def test_wrong_region_is_404(dp: Client) -> None:
+    """The region is the host name (https://<region>.dynamicsessions.io); the pool is in --location only."""
+    right = dp.call("POST", "/executions", identifier=ident(), json={"code": "1"}, headers={"Host": "westus2.dynamicsessions.io"})
+    assert right.status_code == 200
+    wrong = dp.call("POST", "/executions", identifier=ident(), json={"code": "1"}, headers={"Host": "eastus.dynamicsessions.io"})
+    assert wrong.status_code == 404 and error_code(wrong) == "SessionPoolNotFound"
+    assert "region 'eastus'" in wrong.json()["error"]["message"]
 
 
 # -- session lifecycle -------------------------------------------------------------------------------
@@ -526,9 +493,11 @@ def test_fault_latency_and_global_latency(clean: EmulatorProcess, dp: Client) ->
     started = time.monotonic()
     assert msi_token(clean).status_code == 200
     assert time.monotonic() - started >= 0.3
-    started = time.monotonic()
-    clean.state()  # the control API is never slowed down
-    assert time.monotonic() - started < 0.3
+    # The control API is never slowed down: with 120 s of latency on every other route, it still
+    # answers within its client's 60 s timeout (no speed bound here: speed is bench/'s).
+    clean.configure(latency_ms=120_000)
+    assert clean.state()["calls"] is not None
+    clean.configure(latency_ms=0)
 
 
 def test_fault_hang_until_client_timeout_and_timed_hang(clean: EmulatorProcess, dp: Client) -> None:
@@ -536,12 +505,11 @@ def test_fault_hang_until_client_timeout_and_timed_hang(clean: EmulatorProcess, 
     started = time.monotonic()
     with pytest.raises(requests.ReadTimeout):
         requests.get(dp.endpoint + "/metadata", params={"api-version": NEW}, headers=dp.headers, timeout=0.5)
-    assert time.monotonic() - started < 2
     clean.set_fault(operation="metadata", hang=0.5, count=1)
     started = time.monotonic()
     with pytest.raises(requests.ConnectionError):
         dp.call("GET", "/metadata")
-    assert 0.5 <= time.monotonic() - started < 3
+    assert time.monotonic() - started >= 0.5
     assert dp.call("GET", "/metadata").status_code == 200
 
 
@@ -652,7 +620,7 @@ def test_cli_flags_body_shape_capacity_audience_and_time_cap() -> None:
             identifier=sid,
             json={"properties": {"code": "import time; time.sleep(20)", "timeoutInSeconds": 100}},
         )
-        assert capped.json()["status"] == "Failed" and time.monotonic() - started < 8
+        assert capped.json()["status"] == "Failed" and time.monotonic() - started < 20  # cut short, not slept out
         full = client.call("POST", "/executions", identifier=ident(), json={"properties": {"code": "1"}})
         assert full.status_code == 404
         legacy_aud = Client(emu, emu.token("https://acasessions.io")).execute(sid, "1")
@@ -663,8 +631,11 @@ def test_sigterm_stops_every_kernel() -> None:
     emu = EmulatorProcess(ready_sessions=1).start()
     try:
         client = Client(emu, msi_token(emu).json()["access_token"])
-        code = "import subprocess\nsubprocess.Popen(['sleep', '300']).pid"
-        children = [client.run(ident(), code)["result"]["executionResult"] for _ in range(2)]
+        marker = f"0.{uuid.uuid4().int % 10**12:012d}"  # `sleep 300 0.<digits>`: findable on the host
+        for _ in range(2):
+            client.run(ident(), f"import subprocess\nsubprocess.Popen(['sleep', '300', '{marker}']).pid")
+        children = host_pids(marker)
+        assert len(children) == 2
         assert wait_until(lambda: len(emu.state()["kernels"]["pids"]) == 3, 10)  # 2 sessions + 1 ready
         pids = emu.state()["kernels"]["pids"]
         assert all(pid_alive(p) for p in pids + children)
@@ -680,7 +651,7 @@ def test_kernels_exit_even_if_the_emulator_is_killed(tmp_path: Path) -> None:
         assert wait_until(lambda: len(emu.state()["kernels"]["pids"]) == 1, 10)
         pids = emu.state()["kernels"]["pids"]
         assert emu.pid is not None
-        os.kill(emu.pid, signal.SIGKILL)  # no cleanup runs: ipykernel's parent poller must notice
+        os.kill(emu.pid, signal.SIGKILL)  # no cleanup runs: bwrap's --die-with-parent must notice
         assert wait_until(lambda: not any(pid_alive(p) for p in pids), 10)
     finally:
         emu.stop()

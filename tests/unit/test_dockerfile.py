@@ -377,6 +377,7 @@ def test_entrypoint_needs_a_command(tmp_path: Path):
     assert result.returncode == 64 and "no command" in result.stderr
 
 
+@pytest.mark.slow  # needs root
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
 def test_entrypoint_really_drops_to_uid_10001():
     code = "import os; print(os.getuid(), os.getgid(), os.getgroups())"

@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from emulator import Settings, close_app, create_app
 from emulator.__main__ import build_parser, settings_from_args
 from emulator.auth import TokenService
-from emulator.checks import IDENTIFIER_RE
+from emulator.checks import IDENTIFIER_RE, IDENTIFIER_RULES
 from emulator.errors import EmulatorError
 from emulator.executions import parse_execute_body
 from emulator.faults import FaultStore, parse_rule
@@ -109,14 +109,21 @@ def test_execute_body_fields() -> None:
 
 
 # -- names -----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("value", ["abcd", "u-0123456789abcdef", "a|b&c^d%e$f#g(h){i}[j];k<l>m_n", "x" * 128])
+@pytest.mark.parametrize("value", ["abcd", "u-0123456789abcdef", "ABCD-1234", "x" * 128])
 def test_identifier_accepted(value: str) -> None:
     assert IDENTIFIER_RE.match(value)
 
 
-@pytest.mark.parametrize("value", ["abc", "x" * 129, "has space", "sl/ash", "dot.ted", "é-accent"])
+@pytest.mark.parametrize(
+    "value", ["abc", "x" * 129, "has space", "sl/ash", "dot.ted", "é-accent", "u_0123", "a|b&c^d%e$f#g(h){i}[j];k<l>m"]
+)
 def test_identifier_rejected(value: str) -> None:
     assert not IDENTIFIER_RE.match(value)
+
+
+@pytest.mark.parametrize("value", ["a|b&c^d%e$f#g(h){i}[j];k<l>m_n", "sl/ash", "dot.ted", "u_0123"])
+def test_identifier_union_rule_accepts_what_some_source_allows(value: str) -> None:
+    assert IDENTIFIER_RULES["union"].match(value) and not IDENTIFIER_RULES["common"].match(value)
 
 
 def test_file_names() -> None:

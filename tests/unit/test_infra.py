@@ -1,20 +1,21 @@
 """infra/: the Bicep template, its parameters file and the deploy/teardown scripts.
 
-There is no Bicep compiler or Azure account here, so:
+There is no Azure account here, and no Bicep compiler (infra/deploy.sh runs
+`az bicep build`, `validate` and `what-if` before it creates anything). Offline:
 
-* infra/bicepcheck.py reads main.bicep (a strict reader for the subset it uses)
-  and checks every resource body against schemas: Microsoft.App types from the
-  installed azure-mgmt-appcontainers models (rest names, enums), the others
-  transcribed from bicep-types-az. ``test_bicep_matches_schemas`` runs it.
-* ``deployment_problems`` below checks what this deployment must contain (role
-  assignments, app settings, probes, api-versions...).
-* The mutation tests prove both fail on broken copies.
-* The scripts run against a fake ``az`` that records its calls.
+* checkov's Azure policies run on main.bicep (``checkov --framework bicep --skip-download``);
+* infra/bicepcheck.py reads main.bicep with pycep-parser (checkov's Bicep parser) and checks
+  what this deployment needs: resources, api-versions, role GUIDs, egress disabled, the
+  CustomContainer pool's pull identity with lifecycle None;
+* mutated copies prove both fail;
+* the scripts run against a fake ``az`` that records its calls.
+
+checkov and pycep-parser live in .venv-tools (requirements-tools.txt, made by scripts/setup.sh):
+checkov's pins conflict with requirements.txt, so they run as subprocesses.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -22,7 +23,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,310 +35,24 @@ BICEP = INFRA / "main.bicep"
 PARAMS = INFRA / "main.parameters.json"
 DEPLOY = INFRA / "deploy.sh"
 TEARDOWN = INFRA / "teardown.sh"
+TOOLS_BIN = Path(os.environ.get("INFRA_TOOLS_BIN", REPO / ".venv-tools" / "bin"))
+# The three registry checks main.bicep skips, each with its reason in the template.
+CHECKOV_SKIPPED = {"CKV_AZURE_139", "CKV_AZURE_163", "CKV_AZURE_166"}
 
 
-def _load_bicepcheck():
-    spec = importlib.util.spec_from_file_location("bicepcheck", INFRA / "bicepcheck.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bicepcheck"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+def tool(name: str) -> str:
+    path = TOOLS_BIN / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run scripts/setup.sh (it installs requirements-tools.txt into .venv-tools)")
+    return str(path)
 
 
-bc = _load_bicepcheck()
-
-# api-versions from the research note (shared/research/azure-sessions.md, sections 3.1-3.2:
-# sessionPools/containerApps 2025-07-01 stable with lifecycleConfiguration, roleAssignments
-# 2022-04-01), and the bicep-types-az versions the transcribed schemas come from.
-EXPECTED_API_VERSIONS = {
-    "Microsoft.App/sessionPools": "2025-07-01",
-    "Microsoft.App/containerApps": "2025-07-01",
-    "Microsoft.App/managedEnvironments": "2025-07-01",
-    "Microsoft.Authorization/roleAssignments": "2022-04-01",
-    "Microsoft.OperationalInsights/workspaces": "2023-09-01",
-    "Microsoft.ContainerRegistry/registries": "2023-07-01",
-    "Microsoft.ManagedIdentity/userAssignedIdentities": "2023-01-31",
-}
-SESSION_EXECUTOR_ROLE = "0fb8eba5-a2bb-4abe-b1c1-49dfad359bb0"  # Azure ContainerApps Session Executor
-ACR_PULL_ROLE = "7f951dda-4ed3-4680-a7ca-43fe172d538d"  # AcrPull
-POOL_NAME_RE = re.compile(r"^[a-z][a-z0-9]*$")  # 3-63 characters (ARM sessionPools name rule)
-DEFAULT_PORT = 8000
-
-# Pool settings that must be parameters, with the default each must have (None: any).
-POOL_PARAMS: dict[tuple[str, ...], Any] = {
-    ("poolManagementType",): "Dynamic",
-    ("containerType",): "PythonLTS",
-    ("scaleConfiguration", "maxConcurrentSessions"): None,
-    ("scaleConfiguration", "readySessionInstances"): None,
-    ("dynamicPoolConfiguration", "lifecycleConfiguration", "lifecycleType"): "Timed",
-    ("dynamicPoolConfiguration", "lifecycleConfiguration", "cooldownPeriodInSeconds"): None,
-    ("sessionNetworkConfiguration", "status"): "EgressDisabled",
-}
-
-
-# ------------------------------------------------------------------ deployment rules
-
-
-def _get(node: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(node, bc.Obj) or key not in node.items:
-            return None
-        node = node.items[key]
-    return node
-
-
-def _text(node: Any) -> str | None:
-    return node.text if isinstance(node, bc.Expr) else None
-
-
-def _literal(b: Any, node: Any) -> Any:
-    """The value of a literal, of a var holding one, or of a param's literal default."""
-    if isinstance(node, bc.Lit) and not node.interpolated:
-        return node.value
-    if isinstance(node, bc.Expr) and node.text in b.vars:
-        return _literal(b, b.vars[node.text])
-    if isinstance(node, bc.Expr) and node.text in b.params:
-        return _param_default(b, b.params[node.text])
-    return None
-
-
-def _param_default(b: Any, param: Any) -> Any:
-    """A param's default, with ``${otherParam}`` interpolations of literal defaults filled in."""
-    default = param.default
-    if isinstance(default, bc.Lit) and default.interpolated:
-        def fill(match: re.Match[str]) -> str:
-            ref = b.params.get(match.group(1))
-            value = _param_default(b, ref) if ref else None
-            return str(value) if value is not None else match.group(0)
-
-        filled = re.sub(r"\$\{(\w+)\}", fill, default.value)
-        return None if "${" in filled else filled
-    return _literal(b, default) if default is not None else None
-
-
-def _role_guid(b: Any, node: Any) -> str | None:
-    m = re.fullmatch(
-        r"subscriptionResourceId\(\s*'Microsoft\.Authorization/roleDefinitions'\s*,\s*(.+?)\s*\)",
-        _text(node) or "",
-    )
-    if not m:
-        return None
-    arg = m.group(1)
-    if arg.startswith("'"):
-        return arg.strip("'")
-    value = _literal(b, bc.Expr(arg, 0))
-    return value if isinstance(value, str) else None
-
-
-def _by_type(b: Any, rtype: str) -> list[Any]:
-    return [r for r in b.resources.values() if r.type == rtype]
-
-
-def _one(b: Any, rtype: str, problems: list[str]) -> Any:
-    found = _by_type(b, rtype)
-    if len(found) != 1:
-        problems.append(f"expected exactly one {rtype}, found {len(found)}")
-        return None
-    return found[0]
-
-
-def deployment_problems(b: Any, params_file: dict[str, Any], image_port: int | None) -> list[str]:
-    """What this deployment needs beyond valid properties. Returns readable problems."""
-    problems: list[str] = []
-    add = problems.append
-
-    # api-versions
-    for res in b.resources.values():
-        want = EXPECTED_API_VERSIONS.get(res.type)
-        if want is None:
-            add(f"resource {res.symbol}: unexpected type {res.type}")
-        elif res.api_version != want:
-            add(f"resource {res.symbol}: {res.type}@{res.api_version}, expected @{want}")
-
-    pool = _one(b, "Microsoft.App/sessionPools", problems)
-    uami = _one(b, "Microsoft.ManagedIdentity/userAssignedIdentities", problems)
-    registry = _one(b, "Microsoft.ContainerRegistry/registries", problems)
-    env = _one(b, "Microsoft.App/managedEnvironments", problems)
-    logs = _one(b, "Microsoft.OperationalInsights/workspaces", problems)
-    app = _one(b, "Microsoft.App/containerApps", problems)
-    if not all((pool, uami, registry, env, logs, app)):
-        return problems
-
-    # session pool: every setting a parameter, with safe defaults
-    for path, want in POOL_PARAMS.items():
-        node = _get(pool.body, "properties", *path)
-        name = _text(node)
-        if name not in b.params:
-            add(f"pool properties.{'.'.join(path)} must be a parameter, found {node!r}")
-        elif want is not None and _param_default(b, b.params[name]) != want:
-            add(f"param {name} must default to {want!r}")
-    name_param = b.params.get(_text(pool.body.items.get("name")) or "")
-    if name_param is None:
-        add("the pool name must be a parameter")
-    else:
-        if name_param.number("minLength") != 3 or name_param.number("maxLength") != 63:
-            add(f"param {name_param.name} needs @minLength(3) and @maxLength(63)")
-        default = _param_default(b, name_param)
-        if not (isinstance(default, str) and POOL_NAME_RE.match(default) and 3 <= len(default) <= 63):
-            add(f"param {name_param.name} default {default!r} is not a valid pool name")
-        given = params_file.get(name_param.name, {}).get("value")
-        if given is not None and not (POOL_NAME_RE.match(given) and 3 <= len(given) <= 63):
-            add(f"parameters file: {name_param.name}={given!r} is not a valid pool name")
-
-    # role assignments
-    def assignment(role: str, label: str, scope: Any) -> None:
-        found = [r for r in _by_type(b, "Microsoft.Authorization/roleAssignments")
-                 if _role_guid(b, _get(r.body, "properties", "roleDefinitionId")) == role]
-        if len(found) != 1:
-            add(f"{label} role assignment ({role}): expected one, found {len(found)}")
-            return
-        ra = found[0]
-        if _text(ra.body.items.get("scope")) != scope.symbol:
-            add(f"{label} role assignment must have scope: {scope.symbol}")
-        if _text(_get(ra.body, "properties", "principalId")) != f"{uami.symbol}.properties.principalId":
-            add(f"{label} role assignment must be for {uami.symbol}.properties.principalId")
-        if _literal(b, _get(ra.body, "properties", "principalType")) != "ServicePrincipal":
-            add(f"{label} role assignment needs principalType 'ServicePrincipal' (avoids replication races)")
-        name = _text(ra.body.items.get("name")) or ""
-        if not (name.startswith("guid(") and f"{scope.symbol}.id" in name):
-            add(f"{label} role assignment name must be guid({scope.symbol}.id, ...)")
-
-    assignment(SESSION_EXECUTOR_ROLE, "Session Executor", pool)
-    assignment(ACR_PULL_ROLE, "AcrPull", registry)
-
-    if _literal(b, _get(registry.body, "properties", "adminUserEnabled")) is not False:
-        add("the registry must set adminUserEnabled: false")
-
-    # environment -> Log Analytics
-    if _literal(b, _get(env.body, "properties", "appLogsConfiguration", "destination")) != "log-analytics":
-        add("the environment must send logs to 'log-analytics'")
-    customer = _get(env.body, "properties", "appLogsConfiguration", "logAnalyticsConfiguration", "customerId")
-    if _text(customer) != f"{logs.symbol}.properties.customerId":
-        add(f"the environment must use {logs.symbol}.properties.customerId")
-
-    # container app
-    props = app.body.items.get("properties")
-    if _text(_get(props, "environmentId")) != f"{env.symbol}.id":
-        add(f"the app must run in {env.symbol}.id")
-    if _literal(b, _get(app.body, "identity", "type")) != "UserAssigned":
-        add("the app identity must be UserAssigned")
-    uai = _get(app.body, "identity", "userAssignedIdentities")
-    if not isinstance(uai, bc.Obj) or list(uai.items) != [f"${{{uami.symbol}.id}}"]:
-        add(f"the app must carry exactly the identity {uami.symbol}.id")
-    registries = _get(props, "configuration", "registries")
-    pulls = [r for r in getattr(registries, "items", [])
-             if _text(_get(r, "server")) == f"{registry.symbol}.properties.loginServer"
-             and _text(_get(r, "identity")) == f"{uami.symbol}.id" and _get(r, "passwordSecretRef") is None]
-    if len(pulls) != 1:
-        add("the app must pull from the registry with the managed identity (registries: server + identity)")
-    depends = {_text(d) for d in getattr(app.body.items.get("dependsOn"), "items", [])}
-    acr_pull = [r.symbol for r in _by_type(b, "Microsoft.Authorization/roleAssignments")
-                if _role_guid(b, _get(r.body, "properties", "roleDefinitionId")) == ACR_PULL_ROLE]
-    if acr_pull and acr_pull[0] not in depends:
-        add(f"the app must dependsOn {acr_pull[0]} (no pull before AcrPull exists)")
-
-    ingress = _get(props, "configuration", "ingress")
-    port = _literal(b, _get(ingress, "targetPort"))
-    if _literal(b, _get(ingress, "external")) is not True:
-        add("ingress must be external")
-    if port != DEFAULT_PORT:
-        add(f"ingress targetPort is {port!r}, expected {DEFAULT_PORT}")
-    if image_port is not None and port != image_port:
-        add(f"ingress targetPort {port!r} differs from the Dockerfile's EXPOSE {image_port}")
-
-    containers = getattr(_get(props, "template", "containers"), "items", [])
-    if len(containers) != 1:
-        add(f"expected one container, found {len(containers)}")
-        return problems
-    container = containers[0]
-    env_vars = {
-        _literal(b, _get(item, "name")): item for item in getattr(_get(container, "env"), "items", [])
-    }
-    expect_env = {
-        "POOL_MANAGEMENT_ENDPOINT": f"{pool.symbol}.properties.poolManagementEndpoint",
-        "AZURE_CLIENT_ID": f"{uami.symbol}.properties.clientId",
-    }
-    for name, text in expect_env.items():
-        if name not in env_vars:
-            add(f"app env {name} is missing")
-        elif _text(_get(env_vars[name], "value")) != text:
-            add(f"app env {name} must be {text}")
-    if "USE_LOCAL_EXECUTOR" not in env_vars or _literal(b, _get(env_vars["USE_LOCAL_EXECUTOR"], "value")) != "false":
-        add("app env USE_LOCAL_EXECUTOR must be 'false'")
-    if "PORT" in env_vars and str(_literal(b, _get(env_vars["PORT"], "value"))) not in (str(port), "None"):
-        add("app env PORT must equal the ingress targetPort")
-    for name in ("AZURE_CLIENT_SECRET", "AZURE_TENANT_ID"):  # EnvironmentCredential would win over the MI
-        if name in env_vars:
-            add(f"app env {name} must not be set")
-    api_keys = env_vars.get("API_KEYS")
-    if api_keys is None or _get(api_keys, "secretRef") is None:
-        add("app env API_KEYS must come from a secret (secretRef)")
-
-    probes = {_literal(b, _get(p, "type")): p for p in getattr(_get(container, "probes"), "items", [])}
-    for kind, path in (("Liveness", "/health"), ("Readiness", "/ready")):
-        probe = probes.get(kind)
-        if probe is None:
-            add(f"{kind} probe is missing")
-            continue
-        if _literal(b, _get(probe, "httpGet", "path")) != path:
-            add(f"{kind} probe must GET {path}")
-        if _literal(b, _get(probe, "httpGet", "port")) != port:
-            add(f"{kind} probe port must be the targetPort")
-
-    scale = _get(props, "template", "scale")
-    for key in ("minReplicas", "maxReplicas"):
-        if _text(_get(scale, key)) not in b.params:
-            add(f"scale.{key} must be a parameter")
-    http_rules = [r for r in getattr(_get(scale, "rules"), "items", []) if _get(r, "http") is not None]
-    if len(http_rules) != 1 or _get(http_rules[0], "http", "metadata", "concurrentRequests") is None:
-        add("scale needs one http rule with metadata.concurrentRequests")
-
-    # outputs
-    url = b.outputs.get("appUrl")
-    if url is None or "https://" not in (getattr(url.value, "text", "") or "") or app.symbol not in url.value.text:
-        add(f"output appUrl must be https://<{app.symbol} fqdn>")
-    endpoint = b.outputs.get("poolManagementEndpoint")
-    if endpoint is None or _text(endpoint.value) != f"{pool.symbol}.properties.poolManagementEndpoint":
-        add("output poolManagementEndpoint must be the pool's properties.poolManagementEndpoint")
-
-    problems.extend(parameters_file_problems(b, params_file))
-    return problems
-
-
-def parameters_file_problems(b: Any, params_file: dict[str, Any]) -> list[str]:
-    problems: list[str] = []
-    checker = bc.Checker(b)
-    for name, entry in params_file.items():
-        param = b.params.get(name)
-        if param is None:
-            problems.append(f"parameters file: {name!r} is not a param of main.bicep")
-            continue
-        if param.secure:
-            problems.append(f"parameters file: secure param {name!r} must not be stored in the file")
-        if not isinstance(entry, dict) or set(entry) != {"value"}:
-            problems.append(f"parameters file: {name!r} must be {{\"value\": ...}}")
-            continue
-        checker.check_param_value(param, entry["value"], f"parameters file {name}", 0)
-    problems.extend(str(p) for p in checker.problems)
-    for name, param in b.params.items():
-        if param.default is None and not param.secure and name not in params_file:
-            problems.append(f"parameters file: required param {name!r} is missing")
-    return problems
-
-
-def image_port() -> int | None:
-    ports = re.findall(r"^EXPOSE\s+(\d+)", (REPO / "Dockerfile").read_text(), flags=re.MULTILINE)
-    return int(ports[-1]) if ports else None
-
-
-def all_problems(bicep_src: str, params_doc: dict[str, Any]) -> list[str]:
-    try:
-        bicep = bc.parse(bicep_src)
-    except bc.BicepSyntaxError as exc:
-        return [f"syntax: {exc}"]
-    found = [str(p) for p in bc.check(bicep)]
-    return found + deployment_problems(bicep, params_doc.get("parameters", {}), image_port())
+def bicepcheck(*args: str, params: Path = PARAMS) -> dict[str, list[str]]:
+    """{file: problems} from infra/bicepcheck.py, run by the tools venv's python."""
+    result = subprocess.run([tool("python"), str(INFRA / "bicepcheck.py"), "--json", "--parameters", str(params),
+                             *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def _params_doc() -> dict[str, Any]:
@@ -348,14 +62,25 @@ def _params_doc() -> dict[str, Any]:
 # ------------------------------------------------------------------ the real files
 
 
-def test_bicep_matches_schemas():
-    problems = bc.check(bc.parse(BICEP.read_text()))
-    assert [str(p) for p in problems] == []
+def test_policies_hold():
+    assert bicepcheck(str(BICEP)) == {str(BICEP): []}
 
 
-def test_deployment_rules_hold():
-    bicep = bc.parse(BICEP.read_text())
-    assert deployment_problems(bicep, _params_doc()["parameters"], image_port()) == []
+def test_bicepcheck_cli_fails_on_problems(tmp_path: Path):
+    bad = tmp_path / "bad.bicep"
+    bad.write_text(BICEP.read_text().replace("lifecycle: 'None'", "lifecycle: 'Main'"))
+    ok = subprocess.run([tool("python"), str(INFRA / "bicepcheck.py")], capture_output=True, text=True, timeout=60)
+    failed = subprocess.run([tool("python"), str(INFRA / "bicepcheck.py"), str(bad)],
+                            capture_output=True, text=True, timeout=60)
+    assert (ok.returncode, ok.stdout) == (0, "")
+    assert failed.returncode == 1 and "lifecycle must be 'None'" in failed.stdout
+
+
+def test_infra_check_reads_no_private_sdk_names():
+    for path in (INFRA / "bicepcheck.py", Path(__file__)):
+        source = path.read_text()
+        for private in ("_attr_" + "to_rest_field", "_rest_" + "name", "azure" + ".mgmt"):
+            assert private not in source, f"{path.name} uses {private}"
 
 
 def test_parameters_file_shape():
@@ -363,6 +88,7 @@ def test_parameters_file_shape():
     assert doc["$schema"].endswith("/deploymentParameters.json#")
     assert doc["contentVersion"] == "1.0.0.0"
     assert set(doc) == {"$schema", "contentVersion", "parameters"}
+    assert doc["parameters"]["containerType"] == {"value": "PythonLTS"}
 
 
 def test_pool_name_rule_is_documented():
@@ -372,27 +98,45 @@ def test_pool_name_rule_is_documented():
     assert "^[a-z][a-z0-9]*$" in readme
 
 
-def test_schema_covers_every_session_pool_object():
-    """The SDK-derived schema knows the pool objects the issue names, with their REST names."""
-    pool = bc.schema_for("Microsoft.App/sessionPools", "2025-07-01")
-    props = pool.props["properties"].type
-    assert {"poolManagementType", "containerType", "scaleConfiguration", "dynamicPoolConfiguration",
-            "sessionNetworkConfiguration"} <= set(props.props)
-    life = props.props["dynamicPoolConfiguration"].type.props["lifecycleConfiguration"].type
-    assert set(life.props) >= {"lifecycleType", "cooldownPeriodInSeconds"}
-    assert life.props["lifecycleType"].type.values == {"Timed", "OnContainerExit"}
-    assert props.props["containerType"].type.values >= {"PythonLTS"}
-    assert props.props["poolManagementEndpoint"].readonly
+def test_port_matches_the_dockerfile():
+    exposed = re.findall(r"^EXPOSE\s+(\d+)", (REPO / "Dockerfile").read_text(), flags=re.MULTILINE)
+    assert re.search(r"^var containerPort = (\d+)$", BICEP.read_text(), re.MULTILINE).group(1) == exposed[-1]
 
 
-# ------------------------------------------------------------------ the checker fails on broken copies
+def test_checkov_azure_policies_offline(tmp_path: Path):
+    """checkov's policies pass (three skipped with reasons), and fail on a copy with the admin user on."""
+    (tmp_path / "main.bicep").write_text(BICEP.read_text())
+    bad = BICEP.read_text().replace("adminUserEnabled: false", "adminUserEnabled: true")
+    (tmp_path / "admin.bicep").write_text(bad)
+    result = subprocess.run(
+        [tool("checkov"), "-d", str(tmp_path), "--framework", "bicep", "--skip-download", "-o", "json"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_NO_OUTPUT_ON_STDERR": "1"},
+    )
+    assert result.returncode in (0, 1), result.stderr
+    report = json.loads(result.stdout)["results"]
 
-def _sub(old: str, new: str) -> Callable[[str], str]:
-    """Replace the first ``old`` (which must still be in main.bicep) by ``new``."""
+    def by_file(kind: str, name: str) -> dict[str, dict[str, Any]]:
+        return {c["check_id"]: c for c in report[kind] if c["file_path"].endswith("/" + name)}
+
+    assert by_file("failed_checks", "main.bicep") == {}
+    assert set(by_file("skipped_checks", "main.bicep")) == CHECKOV_SKIPPED
+    for check in by_file("skipped_checks", "main.bicep").values():
+        reason = check["check_result"].get("suppress_comment", "")
+        assert len(reason) > 40, f"{check['check_id']} is skipped without a reason"
+    assert {"CKV_AZURE_131", "CKV_AZURE_137", "CKV_AZURE_138"} <= set(by_file("passed_checks", "main.bicep"))
+    assert "CKV_AZURE_137" in by_file("failed_checks", "admin.bicep")
+
+
+# ------------------------------------------------------------------ the policies fail on broken copies
+
+
+def _sub(old: str, new: str, count: int = 1) -> Callable[[str], str]:
+    """Replace ``old`` (which must still be in main.bicep) by ``new``."""
 
     def apply(src: str) -> str:
         assert old in src, f"mutation no longer applies, update it: {old!r}"
-        return src.replace(old, new, 1)
+        return src.replace(old, new, count)
 
     return apply
 
@@ -408,194 +152,105 @@ def _drop_resource(symbol: str) -> Callable[[str], str]:
     return apply
 
 
-_PROBE = "path: '{}'\n                port: containerPort\n              }}\n              periodSeconds: 15"
-_EXECUTOR_PRINCIPAL = (
-    "    principalId: identity.properties.{}\n    principalType: 'ServicePrincipal'\n"
-    "    description: 'Piston backend executes"
-)
+_SESSION_ENV = "              name: 'SERVICE_ROLE'\n              value: 'session'\n            }\n"
 
 # (id, mutation of main.bicep, pattern expected among the problems)
 BICEP_MUTATIONS: list[tuple[str, Callable[[str], str], str]] = [
-    ("misspelled-cooldown",
-     _sub("cooldownPeriodInSeconds: cooldownPeriodInSeconds", "cooldownPeriodInSecond: cooldownPeriodInSeconds"),
-     r"no property 'cooldownPeriodInSecond'.*did you mean"),
-    ("container-type-literal", _sub("containerType: sessionContainerType", "containerType: 'PythonLT'"),
-     r"'PythonLT' is not one of"),
-    ("container-type-allowed",
-     _sub("@allowed([\n  'PythonLTS'\n])\nparam sessionContainerType string = 'PythonLTS'",
-          "@allowed([\n  'PythonLT'\n])\nparam sessionContainerType string = 'PythonLT'"),
-     r"'PythonLT' \(via @allowed"),
-    ("lifecycle-type",
-     _sub("@allowed([\n  'Timed'\n])\nparam lifecycleType string = 'Timed'",
-          "@allowed([\n  'Time'\n])\nparam lifecycleType string = 'Time'"),
-     r"'Time' \(via @allowed.*LifecycleType"),
-    ("network-status", _sub("status: sessionNetworkStatus", "status: 'Disabled'"), r"'Disabled' is not one of"),
-    ("egress-default",
-     _sub("sessionNetworkStatus string = 'EgressDisabled'", "sessionNetworkStatus string = 'EgressEnabled'"),
-     r"sessionNetworkStatus must default to 'EgressDisabled'"),
-    ("enum-param-without-allowed",
-     _sub("@allowed([\n  'Dynamic'\n])\nparam poolManagementType", "param poolManagementType"),
-     r"feeds an enum.*give it @allowed"),
-    ("pool-setting-hardcoded", _sub("readySessionInstances: readySessionInstances", "readySessionInstances: 1"),
-     r"readySessionInstances must be a parameter"),
-    ("string-for-int", _sub("maxConcurrentSessions: maxConcurrentSessions", "maxConcurrentSessions: '20'"),
-     r"'20' is not an int"),
-    ("param-typo", _sub("maxConcurrentSessions: maxConcurrentSessions", "maxConcurrentSessions: maxConcurentSessions"),
-     r"'maxConcurentSessions' is not a param.*did you mean"),
-    ("read-only-property",
-     _sub("    poolManagementType: poolManagementType\n",
-          "    poolManagementType: poolManagementType\n    poolManagementEndpoint: 'x'\n"),
-     r"read-only"),
-    ("preview-shape",
-     _sub("      lifecycleConfiguration: {", "      executionType: 'Timed'\n      lifecycleConfiguration: {"),
-     r"no property 'executionType'"),
-    ("pool-api-version",
-     _sub("'Microsoft.App/sessionPools@2025-07-01'", "'Microsoft.App/sessionPools@2024-02-02-preview'"),
-     r"no schema for this type@api-version"),
-    ("pool-name-max-length", _sub("@maxLength(63)\nparam sessionPoolName", "@maxLength(64)\nparam sessionPoolName"),
-     r"@minLength\(3\) and @maxLength\(63\)"),
-    ("pool-name-hyphen", _sub("'${namePrefix}pool'", "'${namePrefix}-pool'"), r"is not a valid pool name"),
-    ("drop-session-executor", _drop_resource("sessionExecutor"),
-     r"Session Executor role assignment .*expected one, found 0"),
-    ("executor-wrong-scope", _sub("scope: pool\n", "scope: registry\n"),
-     r"Session Executor role assignment must have scope: pool"),
-    ("wrong-executor-guid", _sub("'0fb8eba5-a2bb", "'0fb8eba6-a2bb"),
-     r"Session Executor role assignment .*expected one, found 0"),
-    ("executor-for-wrong-principal",
-     _sub(_EXECUTOR_PRINCIPAL.format("principalId"), _EXECUTOR_PRINCIPAL.format("clientId")),
-     r"Session Executor role assignment must be for"),
-    ("principal-type", _sub("principalType: 'ServicePrincipal'", "principalType: 'App'"), r"'App' is not one of"),
-    ("drop-acr-pull", _drop_resource("acrPull"), r"AcrPull role assignment .*found 0"),
+    ("egress-default", _sub("sessionNetworkStatus string = 'EgressDisabled'", "sessionNetworkStatus string = 'EgressEnabled'"),
+     r"status must default to 'EgressDisabled'"),
+    ("egress-literal", _sub("status: sessionNetworkStatus", "status: 'EgressEnabled'"), r"'EgressDisabled'"),
+    ("identity-lifecycle-main", _sub("lifecycle: 'None'", "lifecycle: 'Main'"), r"lifecycle must be 'None'"),
+    ("sessions-get-backend-identity", _sub("sessionIdentity.id", "identity.id", count=10),
+     r"must not carry the backend's identity"),
+    ("settings-name-other-identity", _sub("        identity: sessionIdentity.id\n        lifecycle",
+                                          "        identity: identity.id\n        lifecycle"),
+     r"managedIdentitySettings must name the pull identity"),
+    ("registry-password", _sub("        identity: sessionIdentity.id\n      }\n      containers",
+                               "        identity: sessionIdentity.id\n        passwordSecretRef: 'pw'\n      }\n"
+                               "      containers"),
+     r"not a registry password"),
+    ("no-environment", _sub("environmentId: isCustomContainer ? env.id : null", "environmentId: null"),
+     r"needs environmentId: env.id"),
+    ("environment-for-pythonlts", _sub("environmentId: isCustomContainer ? env.id : null", "environmentId: env.id"),
+     r"PythonLTS pool must leave out environmentId"),
+    ("no-workload-profiles", _sub("workloadProfiles: [", "workloadProfilesX: ["), r"needs workloadProfiles"),
+    ("container-type-choices", _sub("  'PythonLTS'\n  'CustomContainer'\n", "  'PythonLTS'\n"),
+     r"containerType must be a param with @allowed"),
+    ("session-role", _sub(_SESSION_ENV, _SESSION_ENV.replace("'session'", "'api'")), r"needs SERVICE_ROLE=session"),
+    ("session-gets-api-keys", _sub(_SESSION_ENV, _SESSION_ENV + "            {\n              name: 'API_KEYS'\n"
+                                   "              secretRef: 'api-keys'\n            }\n"),
+     r"must not get API_KEYS"),
+    ("session-gets-endpoint", _sub(_SESSION_ENV, _SESSION_ENV + "            {\n"
+                                   "              name: 'POOL_MANAGEMENT_ENDPOINT'\n              value: 'x'\n            }\n"),
+     r"must not get POOL_MANAGEMENT_ENDPOINT"),
+    ("target-port", _sub("        targetPort: containerPort\n      }\n    } : null",
+                         "        targetPort: 'eight'\n      }\n    } : null"), r"targetPort must be the service port"),
+    ("target-port-typo", _sub("        targetPort: containerPort\n      }\n    } : null",
+                              "        targetport: containerPort\n      }\n    } : null"),
+     r"no property 'targetport' in SessionPools.json"),
+    ("ready-sessions-typo", _sub("readySessionInstances: readySessionInstances", "readySessionInstance: readySessionInstances"),
+     r"no property 'readySessionInstance'"),
+    ("ready-sessions-hardcoded", _sub("readySessionInstances: readySessionInstances", "readySessionInstances: 1"),
+     r"readySessionInstances must be a param"),
+    ("session-cpu-hardcoded", _sub("cpu: json(sessionCpu)", "cpu: json('0.5')"), r"resources.cpu must be a param"),
+    ("pool-secrets", _sub("    poolManagementType: poolManagementType\n",
+                          "    poolManagementType: poolManagementType\n    secrets: []\n"), r"no secrets"),
+    ("drop-session-executor", _drop_resource("sessionExecutor"), r"Session Executor role .*found 0"),
+    ("executor-wrong-scope", _sub("scope: pool\n", "scope: registry\n"), r"Session Executor role .*scope: pool"),
+    ("wrong-executor-guid", _sub("'0fb8eba5-a2bb", "'0fb8eba6-a2bb"), r"Session Executor role .*found 0"),
+    ("drop-session-acr-pull", _drop_resource("sessionAcrPull"), r"AcrPull role .* for sessionIdentity.*found 0"),
+    ("session-identity-always", _sub("@2023-01-31' = if (isCustomContainer) {", "@2023-01-31' = {"),
+     r"sessionIdentity must be deployed only if"),
+    ("principal-type", _sub("principalType: 'ServicePrincipal'", "principalType: 'User'"), r"principalType"),
+    ("pool-api-version", _sub("'Microsoft.App/sessionPools@2025-07-01'", "'Microsoft.App/sessionPools@2024-02-02-preview'"),
+     r"expected @2025-07-01"),
     ("admin-user", _sub("adminUserEnabled: false", "adminUserEnabled: true"), r"adminUserEnabled: false"),
-    ("registry-password",
-     _sub("          identity: identity.id\n        }\n      ]\n      secrets",
-          "          username: 'admin'\n        }\n      ]\n      secrets"),
-     r"pull from the registry with the managed identity"),
-    ("local-executor-on",
-     _sub("'USE_LOCAL_EXECUTOR'\n              value: 'false'", "'USE_LOCAL_EXECUTOR'\n              value: 'true'"),
-     r"USE_LOCAL_EXECUTOR must be 'false'"),
-    ("drop-client-id", _sub("name: 'AZURE_CLIENT_ID'", "name: 'AZURE_CLIENTID'"), r"AZURE_CLIENT_ID is missing"),
-    ("endpoint-typo",
-     _sub("value: pool.properties.poolManagementEndpoint", "value: pool.properties.poolManagementEndpiont"),
-     r"SessionPoolProperties has no property 'poolManagementEndpiont'"),
-    ("endpoint-from-wrong-resource",
-     _sub("value: pool.properties.poolManagementEndpoint", "value: env.properties.defaultDomain"),
-     r"POOL_MANAGEMENT_ENDPOINT must be"),
-    ("liveness-path", _sub(_PROBE.format("/health"), _PROBE.format("/healthz")), r"Liveness probe must GET /health"),
-    ("readiness-missing", _sub("type: 'Readiness'", "type: 'Startup'"), r"Readiness probe is missing"),
-    ("probe-type", _sub("type: 'Liveness'", "type: 'Alive'"), r"'Alive' is not one of"),
-    ("probe-range", _sub("periodSeconds: 15", "periodSeconds: 500"), r"outside the documented range \[1, 240\]"),
-    ("target-port", _sub("var containerPort = 8000", "var containerPort = 8080"), r"targetPort is 8080, expected 8000"),
-    ("transport", _sub("transport: 'auto'", "transport: 'https'"), r"'https' is not one of"),
-    ("internal-ingress", _sub("external: true", "external: false"), r"ingress must be external"),
-    ("scale-rule", _sub("http: {\n              metadata", "tcp: {\n              metadata"), r"one http rule"),
-    ("unknown-function",
-     _sub("sharedKey: logs.listKeys().primarySharedKey", "sharedKey: logs.keys().primarySharedKey"),
-     r"logs\.keys\(\) is not a resource function"),
-    ("log-sku", _sub("name: 'PerGB2018'", "name: 'PerGB2019'"), r"'PerGB2019' is not one of"),
-    ("drop-output", _sub("output appUrl string", "output url string"), r"output appUrl must be"),
-    ("unbalanced",
-     _sub("      status: sessionNetworkStatus\n    }\n", "      status: sessionNetworkStatus\n"), r"^syntax:"),
-    ("duplicate-key",
-     _sub("    containerType: sessionContainerType\n",
-          "    containerType: sessionContainerType\n    containerType: sessionContainerType\n"),
-     r"duplicate property"),
+    ("local-executor-on", _sub("'USE_LOCAL_EXECUTOR'\n              value: 'false'",
+                               "'USE_LOCAL_EXECUTOR'\n              value: 'true'"), r"USE_LOCAL_EXECUTOR must be false"),
+    ("no-pool-type-for-app", _sub("name: 'SESSION_POOL_TYPE'", "name: 'POOL_TYPE'"), r"SESSION_POOL_TYPE is missing"),
+    ("readiness-path", _sub("path: '/ready'", "path: '/health'"), r"Readiness probe on /ready"),
+    ("unbalanced", _sub("      status: sessionNetworkStatus\n    }\n", "      status: sessionNetworkStatus\n"),
+     r"^syntax:"),
 ]
 
 
-@pytest.mark.parametrize(("mutate", "expected"), [m[1:] for m in BICEP_MUTATIONS],
+@pytest.fixture(scope="module")
+def mutated_bicep_problems(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """All mutants checked in one run of bicepcheck (one interpreter start, not thirty)."""
+    folder = tmp_path_factory.mktemp("mutants")
+    paths = {}
+    for name, mutate, _ in BICEP_MUTATIONS:
+        paths[name] = folder / f"{name}.bicep"
+        paths[name].write_text(mutate(BICEP.read_text()))
+    found = bicepcheck(*map(str, paths.values()))
+    return {name: found[str(path)] for name, path in paths.items()}
+
+
+@pytest.mark.parametrize(("name", "expected"), [(m[0], m[2]) for m in BICEP_MUTATIONS],
                          ids=[m[0] for m in BICEP_MUTATIONS])
-def test_checker_fails_on_mutated_bicep(mutate: Callable[[str], str], expected: str):
-    problems = all_problems(mutate(BICEP.read_text()), _params_doc())
+def test_policies_fail_on_mutated_bicep(mutated_bicep_problems: dict[str, list[str]], name: str, expected: str):
+    problems = mutated_bicep_problems[name]
     assert any(re.search(expected, p, re.MULTILINE) for p in problems), problems
 
 
-def _set(name: str, value: Any) -> Callable[[dict[str, Any]], None]:
-    def apply(doc: dict[str, Any]) -> None:
-        doc["parameters"][name] = {"value": value}
-
-    return apply
-
-
-def _rename(old: str, new: str) -> Callable[[dict[str, Any]], None]:
-    def apply(doc: dict[str, Any]) -> None:
-        doc["parameters"][new] = doc["parameters"].pop(old)
-
-    return apply
-
-
-PARAM_MUTATIONS = [
-    ("unknown-key", _rename("maxConcurrentSessions", "maxConcurrentSesions"), r"'maxConcurrentSesions' is not a param"),
-    ("not-allowed", _set("sessionNetworkStatus", "EgressOn"), r"'EgressOn' is not in @allowed"),
-    ("out-of-range", _set("cooldownPeriodInSeconds", 120), r"120 is outside \[300, 3600\]"),
-    ("wrong-type", _set("maxReplicas", "5"), r"'5' is not an int"),
-    ("bad-pool-name", _set("sessionPoolName", "my-pool"), r"is not a valid pool name"),
-    ("secret-in-file", _set("apiKeys", "0123456789abcdefXYZ"), r"secure param 'apiKeys'"),
+PARAM_MUTATIONS: list[tuple[str, str, Any, str]] = [
+    ("unknown-key", "maxConcurrentSesions", 20, r"'maxConcurrentSesions' is not a param"),
+    ("not-allowed", "containerType", "NodeLTS", r"'NodeLTS' is not in @allowed"),
+    ("egress-on", "sessionNetworkStatus", "EgressEnabled", r"must stay 'EgressDisabled'"),
+    ("bad-pool-name", "sessionPoolName", "my-pool", r"does not match"),
+    ("secret-in-file", "apiKeys", "0123456789abcdefXYZ", r"secure param 'apiKeys'"),
 ]
 
 
-@pytest.mark.parametrize(("mutate", "expected"), [m[1:] for m in PARAM_MUTATIONS], ids=[m[0] for m in PARAM_MUTATIONS])
-def test_checker_fails_on_mutated_parameters(mutate: Callable[[dict[str, Any]], None], expected: str):
+@pytest.mark.parametrize(("key", "value", "expected"), [m[1:] for m in PARAM_MUTATIONS],
+                         ids=[m[0] for m in PARAM_MUTATIONS])
+def test_policies_fail_on_mutated_parameters(tmp_path: Path, key: str, value: Any, expected: str):
     doc = _params_doc()
-    mutate(doc)
-    problems = all_problems(BICEP.read_text(), doc)
+    doc["parameters"][key] = {"value": value}
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps(doc))
+    problems = bicepcheck(str(BICEP), params=params)[str(BICEP)]
     assert any(re.search(expected, p) for p in problems), problems
-
-
-# ------------------------------------------------------------------ the reader itself
-
-
-def test_reader_handles_the_subset():
-    src = textwrap.dedent(
-        """\
-        /* block
-           comment */
-        targetScope = 'resourceGroup'
-        @description('it\\'s \\${not interpolated}') // trailing comment
-        @minLength(3)
-        param p string = 'a${q}b'
-        param q string = 'x'
-        param n int = -5
-        var v = [
-          1, 'two'
-          { a: true, b: null }
-        ]
-        var e = empty(p) ? 'x' : concat([p], [q])
-        resource r 'Microsoft.Fake/things@2020-01-01' existing = {
-          name: 'thing'
-        }
-        output o object = { k: r.properties.x }
-        """
-    )
-    b = bc.parse(src)
-    assert b.params["p"].default == bc.Lit("a${q}b", 6, True)
-    assert b.params["p"].number("minLength") == 3
-    assert b.params["n"].default.value == -5
-    v = b.vars["v"]
-    assert [i.value for i in v.items[:2]] == [1, "two"]
-    assert v.items[2].items["a"].value is True and v.items[2].items["b"].value is None
-    assert b.vars["e"] == bc.Expr("empty(p) ? 'x' : concat([p], [q])", 13)
-    description = b.params["p"].decorators["description"][0]
-    assert description == bc.Lit("it's ${not interpolated}", 4, False)
-    assert b.resources["r"].existing and b.resources["r"].api_version == "2020-01-01"
-    assert isinstance(b.outputs["o"].value, bc.Obj)
-
-
-@pytest.mark.parametrize(
-    ("src", "message"),
-    [
-        ("module m './x.bicep' = {\n  name: 'm'\n}\n", "not supported"),
-        ("var x = {\n  a: 1\n", "unbalanced"),
-        ("var x = 'open\n", "unterminated string"),
-        ("resource r 'NoVersion' = {\n}\n", "Namespace/type@api-version"),
-        ("var x = [for i in range(0, 2): i]\n", "for-expressions"),
-        ("param p string\nparam p int\n", "declared twice"),
-        ("param p decimal\n", "not supported"),
-    ],
-)
-def test_reader_refuses_what_it_does_not_know(src: str, message: str):
-    with pytest.raises(bc.BicepSyntaxError, match=message):
-        bc.parse(src)
 
 
 # ------------------------------------------------------------------ scripts
@@ -665,7 +320,10 @@ def opt(name):
     return args[args.index(name) + 1] if name in args else None
 
 cmd = args[:2]
-if cmd == ["account", "show"]:
+if cmd == ["bicep", "build"]:
+    with open(opt("--outfile"), "w") as fh:
+        json.dump({"$schema": "compiled from " + opt("--file")}, fh)
+elif cmd == ["account", "show"]:
     if opt("--query") == "name":
         print("Fake Subscription")
 elif cmd == ["group", "create"]:
@@ -686,6 +344,10 @@ elif cmd == ["containerapp", "secret"]:
     print("existing-key-0123456789")
 elif cmd == ["containerapp", "update"]:
     pass
+elif args[:3] == ["deployment", "group", "validate"]:
+    sys.exit(int(os.environ.get("FAKE_VALIDATE_RC", "0")))
+elif args[:3] == ["deployment", "group", "what-if"]:
+    print("Resource changes: 9 to create.")
 elif args[:3] == ["deployment", "group", "create"]:
     for a in args:
         if a.startswith("@"):
@@ -696,10 +358,15 @@ elif args[:3] == ["deployment", "group", "create"]:
                 mode = stat.S_IMODE(os.stat(path).st_mode)
                 with open(os.path.join(state, "secret.json"), "w") as out:
                     json.dump({"mode": mode, "apiKeys": body["parameters"]["apiKeys"]["value"]}, out)
+    given = dict(a.split("=", 1) for a in args if "=" in a and not a.startswith("-"))
+    custom = given.get("containerType") == "CustomContainer"
+    endpoint = ("https://p.env1.westus2.azurecontainerapps.io" if custom else
+                "https://westus2.dynamicsessions.io/subscriptions/s/resourceGroups/g/sessionPools/p")
+    if custom and not given.get("containerImage"):
+        endpoint = ""  # main.bicep: a CustomContainer pool waits for the image
     outputs = {k: {"type": "String", "value": v} for k, v in {
         "registryName": "fakeacr", "registryLoginServer": "fakeacr.azurecr.io",
-        "poolManagementEndpoint": "https://westus2.dynamicsessions.io/subscriptions/s/resourceGroups/g/sessionPools/p",
-        "appUrl": "", "containerAppName": "piston-api"}.items()}
+        "poolManagementEndpoint": endpoint, "appUrl": "", "containerAppName": "piston-api"}.items()}
     print(json.dumps(outputs))
 elif cmd == ["acr", "build"]:
     sys.exit(int(os.environ.get("FAKE_ACR_RC", "0")))
@@ -795,15 +462,22 @@ def test_deploy_first_run_creates_app_with_built_image(fake_azure):
     assert result.returncode == 0, result.stderr
     calls = fake_azure.calls()
     assert _verbs(calls) == [
-        "account show", "account show", "group create", "containerapp show",
-        "deployment group create", "acr build", "deployment group create", "containerapp show",
+        "bicep build", "account show", "account show", "group create", "containerapp show",
+        "deployment group validate", "deployment group what-if", "deployment group create", "acr build",
+        "deployment group validate", "deployment group what-if", "deployment group create", "containerapp show",
     ]
     root = str(fake_azure.root)
-    assert _opt(calls[2], "--name") == "rg1" and _opt(calls[2], "--location") == "eastus"
-    infra, build, app = calls[4], calls[5], calls[6]
+    assert _opt(calls[0], "--file") == f"{root}/infra/main.bicep"
+    compiled = _opt(calls[0], "--outfile")
+    assert _opt(calls[3], "--name") == "rg1" and _opt(calls[3], "--location") == "eastus"
+    infra, build, app = calls[7], calls[8], calls[11]
+    assert calls[5][3:] == [*infra[3:-4], "--output", "none"]  # validate and what-if check what create then runs
+    assert calls[6][3:] == infra[3:-4]
+    assert calls[9][3:-2] == app[3:-4]
     for deployment in (infra, app):
         assert _opt(deployment, "--resource-group") == "rg1"
-        assert _opt(deployment, "--template-file") == f"{root}/infra/main.bicep"
+        assert _opt(deployment, "--template-file") == compiled  # the az bicep build output
+        assert _params(deployment)["containerType"] == "PythonLTS"
         assert f"@{root}/infra/main.parameters.json" in deployment
         assert _params(deployment)["namePrefix"] == "demo"
         assert _params(deployment)["location"] == "eastus"
@@ -813,7 +487,7 @@ def test_deploy_first_run_creates_app_with_built_image(fake_azure):
     assert build[:2] == ["acr", "build"]
     assert _opt(build, "--registry") == "fakeacr" and _opt(build, "--image") == "piston-backend:t1"
     assert _opt(build, "--file") == "Dockerfile" and build[-1] == root  # --file is relative to the context
-    bicep_params = set(bc.parse(BICEP.read_text()).params)
+    bicep_params = set(re.findall(r"^param (\w+)", BICEP.read_text(), re.MULTILINE))
     for deployment in (infra, app):  # az rejects key=value pairs the template does not declare
         assert set(_params(deployment)) <= bicep_params
     secret = fake_azure.state("secret.json")
@@ -832,11 +506,12 @@ def test_deploy_existing_app_updates_the_image(fake_azure):
     assert result.returncode == 0, result.stderr
     calls = fake_azure.calls()
     assert _verbs(calls) == [
-        "account show", "account show", "group create", "containerapp show", "containerapp secret",
-        "deployment group create", "acr build", "containerapp update", "containerapp show",
+        "bicep build", "account show", "account show", "group create", "containerapp show", "containerapp secret",
+        "deployment group validate", "deployment group what-if", "deployment group create", "acr build",
+        "containerapp update", "containerapp show",
     ]
-    assert _params(calls[5])["containerImage"] == old  # config refresh keeps the running image
-    update = calls[7]
+    assert _params(calls[8])["containerImage"] == old  # config refresh keeps the running image
+    update = calls[10]
     assert _opt(update, "--name") == "piston-api" and _opt(update, "--resource-group") == "piston-sessions-rg"
     assert _opt(update, "--image") == "fakeacr.azurecr.io/piston-backend:t2"
     assert fake_azure.state("secret.json")["apiKeys"] == "existing-key-0123456789"
@@ -858,6 +533,52 @@ def test_deploy_readiness_timeout_is_an_error(fake_azure):
     assert fake_azure.state("smoke.json") is None
 
 
+def test_deploy_what_if_creates_nothing(fake_azure):
+    result = fake_azure.run("deploy.sh", "--what-if", "-g", "rg2")
+    assert result.returncode == 0, result.stderr
+    assert _verbs(fake_azure.calls()) == [
+        "bicep build", "account show", "account show", "group exists", "containerapp show",
+        "deployment group validate", "deployment group what-if",
+    ]
+    assert "Resource changes: 9 to create." in result.stdout
+    assert "nothing was created or changed" in result.stderr
+    assert fake_azure.state("smoke.json") is None
+
+
+def test_deploy_what_if_needs_the_group(fake_azure):
+    result = fake_azure.run("deploy.sh", "--what-if", FAKE_GROUP_EXISTS="false")
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr
+    assert "group create" not in _verbs(fake_azure.calls())
+
+
+def test_deploy_invalid_template_creates_nothing(fake_azure):
+    result = fake_azure.run("deploy.sh", FAKE_VALIDATE_RC="1")
+    assert result.returncode == 1
+    assert "FAILED in step 'validate deployment piston-infra" in result.stderr
+    verbs = _verbs(fake_azure.calls())
+    assert verbs[-1] == "deployment group validate"
+    assert "deployment group create" not in verbs and "acr build" not in verbs
+
+
+@pytest.mark.parametrize("existing", ["", "fakeacr.azurecr.io/piston-backend:old"], ids=["first-run", "redeploy"])
+def test_deploy_custom_container_pool(fake_azure, existing: str):
+    """Pass 1 without the image (no pool yet), build, then Bicep again: the pool and the app get the image."""
+    result = fake_azure.run("deploy.sh", "--container-type", "CustomContainer", "-t", "c1",
+                            FAKE_EXISTING_IMAGE=existing)
+    assert result.returncode == 0, result.stderr
+    calls = fake_azure.calls()
+    verbs = _verbs(calls)
+    creates = [c for c in calls if c[:3] == ["deployment", "group", "create"]]
+    assert len(creates) == 2 and "containerapp update" not in verbs
+    assert verbs.index("acr build") < calls.index(creates[1])
+    assert [_params(c)["containerType"] for c in creates] == ["CustomContainer"] * 2
+    assert _params(creates[0])["containerImage"] == existing
+    assert _params(creates[1])["containerImage"] == "fakeacr.azurecr.io/piston-backend:c1"
+    assert fake_azure.state("smoke.json")["argv"] == ["--endpoint", "https://piston-api.fake.test"]
+    assert "pool:     https://p.env1.westus2.azurecontainerapps.io (CustomContainer)" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
@@ -865,6 +586,7 @@ def test_deploy_readiness_timeout_is_an_error(fake_azure):
         (["--bogus"], {}, "unknown argument '--bogus'"),
         (["-g"], {}, "option -g needs a value"),
         ([], {"API_KEYS": "short"}, "at least 16 characters"),
+        (["--container-type", "NodeLTS"], {}, "must be PythonLTS or CustomContainer"),
     ],
 )
 def test_deploy_rejects_bad_input(fake_azure, args: list[str], env: dict[str, str], message: str):

@@ -77,7 +77,9 @@ def test_defaults_match_piston() -> None:
     assert req.program.files[0].name == "file0.code"
     assert req.run.stdin == "\n"  # Piston appends a newline to stdin lacking one
     assert req.run.args == ()
-    assert (req.run.limits.timeout_ms, req.run.limits.cpu_time_ms, req.run.limits.memory_bytes) == (3000, 3000, -1)
+    assert (req.run.limits.timeout_ms, req.run.limits.cpu_time_ms) == (3000, 3000)
+    # Not Piston's "none": the default cap applies (RUN_MEMORY_LIMIT, COMPILE_MEMORY_LIMIT).
+    assert (req.run.limits.memory_bytes, req.program.compile_limits.memory_bytes) == (512 * 2**20, 2**30)
     compile_limits = req.program.compile_limits
     assert (compile_limits.timeout_ms, compile_limits.cpu_time_ms) == (10000, 10000)
     assert req.run.limits.max_processes == 64 and req.run.limits.max_file_size == 10_000_000
@@ -99,7 +101,7 @@ def test_lenient_where_clients_need_it() -> None:
         timeout=5,  # pistonapi sends this unknown field
     ), REGISTRY, SETTINGS)
     assert [f.name for f in req.program.files] == ["file0.code", "file1.code", "lib/m.py"]
-    assert req.run.limits.memory_bytes == -1 and req.run.limits.timeout_ms == 3000
+    assert req.run.limits.memory_bytes == 512 * 2**20 and req.run.limits.timeout_ms == 3000  # -1: the default cap
     assert req.run.args == ("1", "2", "3") and req.run.stdin == "x\n"
 
 
@@ -109,6 +111,13 @@ def test_memory_limit_minus_one_accepted_even_when_configured() -> None:
     with pytest.raises(ValidationError, match="cannot exceed the configured limit of 268435456"):
         parse_execute(body(run_memory_limit=268435457), REGISTRY, settings)
     assert parse_execute(body(run_memory_limit=1 << 20), REGISTRY, settings).run.limits.memory_bytes == 1 << 20
+
+
+def test_configured_minus_one_means_no_per_run_cap() -> None:
+    settings = Settings.from_env({"RUN_MEMORY_LIMIT": "-1"})
+    assert parse_execute(body(), REGISTRY, settings).run.limits.memory_bytes == -1
+    assert parse_execute(body(run_memory_limit=-1), REGISTRY, settings).run.limits.memory_bytes == -1
+    assert parse_execute(body(run_memory_limit=8 * 2**30), REGISTRY, settings).run.limits.memory_bytes == 8 * 2**30
 
 
 def test_encodings_decode() -> None:

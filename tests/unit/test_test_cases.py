@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from backend.compare import outputs_match
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CORPUS = REPO_ROOT / "test_cases"
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
@@ -123,7 +125,7 @@ def test_python_reference_solutions_produce_the_expected_outputs(problem, soluti
         stdin, expected = test.read()
         result = _run(problem.path / solution.file, stdin)
         assert result.returncode == 0, f"test {test.name}: {result.stderr[-500:]}"
-        assert tsp.outputs_match(result.stdout, expected), f"test {test.name}: wrong output"
+        assert outputs_match(result.stdout, expected), f"test {test.name}: wrong output"
 
 
 @pytest.mark.parametrize(("problem", "solution"), _solutions("python", {"WA", "RE"}))
@@ -134,7 +136,7 @@ def test_python_broken_solutions_fail_as_labelled(problem, solution) -> None:
         result = _run(problem.path / solution.file, stdin)
         if result.returncode != 0:
             verdict = "RE"
-        elif not tsp.outputs_match(result.stdout, expected):
+        elif not outputs_match(result.stdout, expected):
             verdict = "WA"
         else:
             continue

@@ -197,3 +197,76 @@ def cgroups_writable(name: str) -> bool:
     except OSError:
         return False
     return True
+
+
+# -- the memory budget of all slots together
+
+GiB = 2**30
+
+
+def machine_memory_bytes() -> int:
+    """Memory this service may use: MemTotal, or its own cgroup's limit when lower (a container)."""
+    total = 0
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                total = int(line.split()[1]) * 1024
+    limits = [limit for limit in _own_cgroup_limits() if limit > 0]
+    return min([total, *limits]) if total else min(limits, default=0)
+
+
+def _own_cgroup_limits() -> list[int]:
+    """The memory limits of this process's cgroup and its ancestors, as far as they are visible."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if controllers == "" and detect_version() == 2:
+                base, name = V2_ROOT, "memory.max"
+            elif "memory" in controllers.split(","):
+                base, name = V1_ROOT / "memory", "memory.limit_in_bytes"
+            else:
+                continue
+            here = base / path.lstrip("/")
+            while True:
+                with contextlib.suppress(OSError, ValueError):
+                    found.append(int((here / name).read_text().split()[0]))  # "max" is no limit
+                if here == base:
+                    break
+                here = here.parent
+    return found
+
+
+def memory_budget_bytes(configured: int, machine_bytes: int | None = None) -> int:
+    """The slots' budget: ``configured`` when positive, none for -1, else the machine's memory less a reserve.
+
+    The reserve (max(1 GiB, 20%)) is for the service, the page cache and the rest of the host.
+    """
+    if configured != 0:
+        return configured
+    machine = machine_memory_bytes() if machine_bytes is None else machine_bytes
+    return max(machine - max(GiB, machine // 5), 256 * 2**20)
+
+
+def apply_memory_budget(name: str, budget_bytes: int) -> None:
+    """Limit the parent cgroup of every slot: together they never hold more than the budget.
+
+    Over it, the kernel's OOM killer acts inside that parent only: it kills a submission,
+    which reads as a memory kill of its slot (the slot's oom_kill counter), never the service.
+    """
+    limit = str(budget_bytes) if budget_bytes > 0 else None
+    version = detect_version()
+    if version == 2:
+        parent = V2_ROOT / name
+        _write(parent / "memory.max", limit or "max")
+        with contextlib.suppress(OSError):
+            _write(parent / "memory.swap.max", "0")
+    elif version == 1:
+        parent = V1_ROOT / "memory" / name
+        memsw = parent / "memory.memsw.limit_in_bytes"
+        # As for the slots: memory+swap must stay >= memory at every step.
+        if memsw.exists():
+            _write(memsw, "-1")
+        _write(parent / "memory.limit_in_bytes", limit or "-1")
+        if memsw.exists():
+            _write(memsw, limit or "-1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
 import shutil
@@ -16,13 +17,18 @@ from backend import runrules
 from backend.config import Settings
 from backend.errors import ExecutorUnavailable
 from backend.executors.base import Box, Executor
+from backend.executors.local import pch
+from backend.executors.local.cgroups import apply_memory_budget, memory_budget_bytes
+from backend.executors.local.compile_cache import CompileCache, cache_key
+from backend.executors.local.live import LiveStage
 from backend.executors.local.probe import ProbeResult, probe
 from backend.executors.local.results import to_stage
 from backend.executors.local.sandbox import Slot
 from backend.executors.local.slots import SlotPool
 from backend.executors.local.toolchains import discover_runtimes
-from backend.models import Limits, Program, RunSpec, StageResult
-from backend.runtimes import Runtime, build_commands
+from backend.interactive import InteractiveSession
+from backend.models import ExecutionResult, Limits, Program, RunSpec, StageResult, Status
+from backend.runtimes import CXX_FLAGS, Commands, Runtime, build_commands
 
 # NPROC counts per uid: the slot uid also runs bwrap's own processes, and their delayed teardown.
 BWRAP_PROCESSES = 16
@@ -37,20 +43,43 @@ class LocalExecutor(Executor):
         self.probe: ProbeResult = probe(settings)
         self._runtimes = discover_runtimes()
         self.slots: SlotPool | None = None
+        self.pch_dir: str | None = None
+        self.compile_cache: CompileCache | None = None
         if self.probe.plan is not None:
+            plan = self.probe.plan
+            self.pch_dir = self._prepare_pch()
+            if self.pch_dir is not None and not self.pch_dir.startswith("/usr/"):
+                plan = dataclasses.replace(plan, ro_binds=(self.pch_dir,))
+            if settings.compile_cache_size > 0:
+                self.compile_cache = CompileCache(
+                    os.path.join(settings.sandbox_state_dir, "compile-cache"), settings.compile_cache_size)
             self.slots = SlotPool(
-                self.probe.plan, count=settings.max_concurrent_jobs, work_dir=settings.sandbox_work_dir,
+                plan, count=settings.max_concurrent_jobs, work_dir=settings.sandbox_work_dir,
                 state_dir=settings.sandbox_state_dir, uid_base=settings.sandbox_uid_base,
                 cgroup_name=settings.cgroup_name if self.probe.cgroups else None,
                 box_size=settings.sandbox_box_size if os.geteuid() == 0 else 0,
             )
+        self.memory_budget = memory_budget_bytes(settings.sandbox_memory_budget)
+        if self.slots is not None and self.probe.cgroups:
+            apply_memory_budget(settings.cgroup_name, self.memory_budget)
+
+    def _prepare_pch(self) -> str | None:
+        cxx = next((rt.binaries["cxx"] for rt in self._runtimes if rt.language == "c++"), None)
+        if cxx is None or not self.settings.sandbox_pch_dir:
+            return None
+        found = pch.prepare(self.settings.sandbox_pch_dir, cxx, CXX_FLAGS, may_build=os.geteuid() == 0)
+        return str(found) if found is not None else None
 
     def runtimes(self) -> list[Runtime]:
         return list(self._runtimes)
 
     def health(self) -> dict[str, Any]:
         slots = [slot.index for slot in self.slots.slots] if self.slots else []
-        return {"executor": self.name, "sandbox": {**self.probe.to_json(), "slots": slots}}
+        budget = self.memory_budget if self.probe.cgroups else None  # only a cgroup can hold it
+        return {"executor": self.name, "sandbox": {
+            **self.probe.to_json(), "slots": slots, "memory_budget": budget, "precompiled_headers": self.pch_dir,
+            "compile_cache": self.compile_cache is not None,
+        }}
 
     def stats(self) -> dict[str, Any]:
         """For /metrics (piston_executor_*): sandbox slots in total and free right now."""
@@ -67,11 +96,30 @@ class LocalExecutor(Executor):
             raise ExecutorUnavailable(f"local sandbox unavailable: {self.probe.refusal}")
         slot = self.slots.acquire(self.settings.queue_timeout / 1000)
         try:
-            box = LocalBox(self.slots, slot, program, runtime)
+            box = LocalBox(self.slots, slot, program, runtime, pch_dir=self.pch_dir, cache=self.compile_cache)
             box.prepare()
             yield box
         finally:
             self.slots.release(slot)
+
+    def run_interactive(self, program: Program, runtime: Runtime, spec: RunSpec,
+                        session: InteractiveSession) -> ExecutionResult:
+        """/api/v2/connect: compile as usual, then run with live stdin and streamed output."""
+        with self.open(program, runtime) as box:
+            assert isinstance(box, LocalBox)
+            session.runtime(runtime.language, runtime.version)  # Piston: once the box is primed
+            if box.compile is not None:
+                # The compile ran in open() like any other; its output is sent in one piece.
+                session.stage("compile")
+                for stream in ("stdout", "stderr"):
+                    session.output(stream, getattr(box.compile, stream).encode())
+                session.exit("compile", box.compile)
+            if not box.compiled_ok or session.cancelled.is_set():
+                return ExecutionResult(runtime.language, runtime.version, box.compile, box.compile)  # type: ignore[arg-type]
+            session.stage("run")
+            run = box.run_live(spec, session)
+            session.exit("run", run)
+        return ExecutionResult(runtime.language, runtime.version, run, box.compile)
 
     def close(self) -> None:
         if self.slots is not None:
@@ -79,8 +127,11 @@ class LocalExecutor(Executor):
 
 
 class LocalBox(Box):
-    def __init__(self, slots: SlotPool, slot: Slot, program: Program, runtime: Runtime) -> None:
+    def __init__(self, slots: SlotPool, slot: Slot, program: Program, runtime: Runtime,
+                 *, pch_dir: str | None = None, cache: CompileCache | None = None) -> None:
         self.slots = slots
+        self.pch_dir = pch_dir
+        self.cache = cache
         self.slot = slot
         self.program = program
         self.runtime = runtime
@@ -91,11 +142,52 @@ class LocalBox(Box):
         for f in self.program.files:
             self._write(f.name, f.content)
         # Run limits are not known yet; commands only use the memory limit for JVM/V8 flags, set per run.
-        commands = build_commands(self.runtime, self.program.files, self.program.compile_limits)
+        include_dirs = (self.pch_dir,) if self.pch_dir and self.runtime.language == "c++" else ()
+        limits = self.program.compile_limits
+        commands = build_commands(self.runtime, self.program.files, limits, include_dirs=include_dirs)
         for old, new in commands.renames:
             os.replace(self.slot.box / old, self.slot.box / new)
-        if commands.compile is not None:
-            self.compile = self._stage(list(commands.compile), "", self.program.compile_limits)
+        if commands.compile is None:
+            return
+        if self.cache is None:
+            self.compile = self._compile(commands, include_dirs)
+            return
+        key = cache_key(self.runtime, commands.compile, commands.renames, self.program.files, limits)
+        with self.cache.claim(key):
+            self.compile = self.cache.get(key, self.slot.box, self.slot.uid)
+            if self.compile is None:
+                self.compile = self._compile(commands, include_dirs)
+                self.cache.put(key, self.slot.box, self.compile)
+
+    def _compile(self, commands: Commands, include_dirs: Sequence[str]) -> StageResult:
+        """Compile; with precompiled headers, a compile that says anything is redone without them.
+
+        GCC's diagnostics through a precompiled header can differ from the plain ones (an
+        include chain loses its last "from main.cpp:1" line), so whatever the submitter reads
+        comes from the plain command. A silent success, the usual case, keeps the fast result.
+        """
+        assert commands.compile is not None
+        limits = self.program.compile_limits
+        stage = self._stage(list(commands.compile), "", limits)
+        clean = stage.ok and not stage.stdout and not stage.stderr
+        if not include_dirs or clean or stage.status == Status.TIMEOUT:
+            return stage
+        self._reset_box(commands)
+        plain = build_commands(self.runtime, self.program.files, limits)
+        assert plain.compile is not None
+        return self._stage(list(plain.compile), "", limits)
+
+    def _reset_box(self, commands: Commands) -> None:
+        """Remove what a compile added to the box: only the submitted files stay."""
+        renamed = dict(commands.renames)
+        keep = {renamed.get(f.name, f.name).split("/", 1)[0] for f in self.program.files}
+        for entry in os.scandir(self.slot.box):
+            if entry.name in keep:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
 
     def run_many(self, specs: Sequence[RunSpec]) -> list[StageResult]:
         if not self.compiled_ok:
@@ -129,6 +221,17 @@ class LocalBox(Box):
                 self.slots.release(helper)
         return [r for r in results if r is not None]
 
+    def run_live(self, spec: RunSpec, session: InteractiveSession) -> StageResult:
+        """One run whose stdin is fed by the session as the client sends it."""
+        commands = build_commands(self.runtime, self.program.files, spec.limits)
+        live = LiveStage(self.slot)
+        session.attach(live)
+        try:
+            return self._stage([*commands.run, *spec.args], "", spec.limits, live=(live, session))
+        finally:
+            session.detach()
+            live.close()
+
     def _run(self, slot: Slot, spec: RunSpec) -> StageResult:
         commands = build_commands(self.runtime, self.program.files, spec.limits)
         return self._stage([*commands.run, *spec.args], spec.stdin, spec.limits, slot)
@@ -152,17 +255,26 @@ class LocalBox(Box):
         if slot.uid is not None:
             os.chown(path, slot.uid, slot.uid)
         os.chmod(path, 0o400)
-        return f"{IO_INSIDE}/{name}" if self.slots.plan.bwrap else str(path)
+        return self._inside(path, slot)
 
-    def _stage(self, argv: list[str], stdin: str, limits: Limits, slot: Slot | None = None) -> StageResult:
+    def _inside(self, path: Path, slot: Slot) -> str:
+        """The path of a file of the slot's io directory as the sandboxed program sees it."""
+        return f"{IO_INSIDE}/{path.relative_to(slot.io)}" if self.slots.plan.bwrap else str(path)
+
+    def _stage(self, argv: list[str], stdin: str, limits: Limits, slot: Slot | None = None,
+               live: tuple[LiveStage, InteractiveSession] | None = None) -> StageResult:
         slot = slot or self.slot
         sandbox = self.slots.take_sandbox(slot)
         try:
             if slot.cgroup is not None:
                 slot.cgroup.configure(limits.memory_bytes, limits.max_processes)
-            sandbox.start(argv, stdin_path=self._stdin_file(stdin, slot), rlimits=self._rlimits(limits, slot),
+            stdin_path = self._inside(live[0].path, slot) if live else self._stdin_file(stdin, slot)
+            sandbox.start(argv, stdin_path=stdin_path, rlimits=self._rlimits(limits, slot),
                           cpu_ms=limits.cpu_time_ms, wall_ms=limits.timeout_ms)
-            outcome = sandbox.collect(timeout_ms=limits.timeout_ms, output_max_size=limits.output_max_size)
+            if live:
+                live[0].started(sandbox)
+            outcome = sandbox.collect(timeout_ms=limits.timeout_ms, output_max_size=limits.output_max_size,
+                                      on_output=live[1].output if live else None)
         finally:
             sandbox.destroy(finished=sandbox.finished)
             # The next stage (run after compile, or the next test case) finds its sandbox ready.

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,8 @@ class SandboxPlan:
     uid_separation: bool
     network: bool
     tmp_size: int
+    # Service-owned directories outside /usr that submissions read (precompiled headers).
+    ro_binds: tuple[str, ...] = ()
 
     def etc_paths(self) -> list[str]:
         extra = [str(p) for p in Path("/etc").glob("java-*") if p.is_dir()]
@@ -102,7 +105,7 @@ def sandbox_argv(plan: SandboxPlan, slot: Slot, meta_fd: int, ctrl_fd: int) -> l
         argv.insert(argv.index("--unshare-all") + 1, "--share-net")
         for path in NETWORK_ETC_PATHS:
             argv += ["--ro-bind-try", path, path]
-    for path in plan.etc_paths():
+    for path in (*plan.etc_paths(), *plan.ro_binds):
         argv += ["--ro-bind", path, path]
     argv += [
         "--proc", "/proc", "--dev", "/dev",
@@ -158,9 +161,12 @@ class Sandbox:
             os.close(self._ctrl_w)
             self._ctrl_w = -1
 
-    def collect(self, *, timeout_ms: int, output_max_size: int) -> Outcome:
+    def collect(self, *, timeout_ms: int, output_max_size: int,
+                on_output: Callable[[str, bytes], None] | None = None) -> Outcome:
+        """Read the command's output to its end; ``on_output`` sees each chunk as it arrives (/connect)."""
         fields = runrules.collect(self._out_r, self._err_r, self._meta_r, output_max_size=output_max_size,
-                                  timeout_ms=timeout_ms, started=self._started, kill=self.destroy)
+                                  timeout_ms=timeout_ms, started=self._started, kill=self.destroy,
+                                  on_output=on_output)
         outcome = Outcome(**fields)
         self.finished = outcome.wait_status is not None and not outcome.timed_out and not outcome.overflow
         return outcome

@@ -1,0 +1,184 @@
+"""Precompiled C++ headers, built for exactly the flags the c++ runtime compiles with.
+
+GCC looks for ``<dir>/<header>.gch`` in every include directory before the header
+itself, so putting one directory first on the include path (``-I``) makes
+``#include <bits/stdc++.h>`` load the precompiled form unchanged. GCC itself refuses a
+.gch built for other flags or by another compiler; on top of that the directory is
+named after the compiler's identity and the flags, carries a manifest of every header
+it was built from, and is checked at start with a real compile (``-H`` prints ``!`` for
+a precompiled header that was used). A set that fails any check is rebuilt (when this
+process may write the directory) or ignored.
+
+The directory defaults to /usr/local/lib/piston-pch: under /usr, which every sandbox
+binds read-only, so submissions see the same path without an extra mount.
+
+    python -m backend.executors.local.pch build [--root DIR]   (scripts/setup.sh, the Dockerfile)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from backend.runtimes import CXX_FLAGS, SPECS
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ROOT = "/usr/local/lib/piston-pch"
+# Headers whose precompiled form pays for itself (measured by bench/bench_local.py): the
+# competitive-programming catch-all, and iostream, the usual first include otherwise.
+HEADERS = ("bits/stdc++.h", "iostream")
+FORMAT = "1"
+BUILD_TIMEOUT_S = 300
+_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+def _run(argv: Sequence[str], stdin: str = "", timeout: float = BUILD_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), input=stdin, capture_output=True, text=True, timeout=timeout, check=False,
+                          env=_ENV, cwd="/")
+
+
+def compiler_identity(cxx: str) -> str:
+    """What makes a .gch valid besides the flags: the exact compiler build, down to cc1plus's bytes."""
+    verbose = _run([cxx, "-v"]).stderr
+    cc1plus = _run([cxx, "-print-prog-name=cc1plus"]).stdout.strip()
+    parts = [verbose]
+    for path in (cxx, cc1plus):
+        real = os.path.realpath(path)
+        st = os.stat(real)
+        parts.append(f"{real} {st.st_size} {st.st_mtime_ns}")
+    return "\n".join(parts)
+
+
+def set_dir(root: str, cxx: str, flags: Sequence[str]) -> Path:
+    digest = hashlib.sha256("\0".join([FORMAT, compiler_identity(cxx), *flags]).encode()).hexdigest()[:24]
+    return Path(root) / digest
+
+
+def _dependencies(cxx: str, flags: Sequence[str], header: str) -> list[str]:
+    """Every file ``#include <header>`` reads, the header itself first."""
+    result = _run([cxx, *flags, "-x", "c++", "-M", "-"], stdin=f"#include <{header}>\n")
+    if result.returncode != 0:
+        raise OSError(f"cannot list the dependencies of <{header}>: {result.stderr.strip()[:300]}")
+    deps = result.stdout.replace("\\\n", " ").split(":", 1)[1].split()
+    main = next((d for d in deps if d.endswith(f"/{header}")), None)
+    if main is None:
+        raise OSError(f"<{header}> not found by {cxx}")
+    return [main, *(d for d in deps if d != main)]
+
+
+def _stamp(path: str) -> list[object]:
+    st = os.stat(path)
+    return [path, st.st_size, st.st_mtime_ns]
+
+
+def _used(cxx: str, flags: Sequence[str], directory: Path, header: str) -> bool:
+    """Whether GCC really uses ``directory``'s .gch for ``header`` with these flags."""
+    result = _run([cxx, *flags, "-I", str(directory), "-Winvalid-pch", "-H", "-fsyntax-only", "-x", "c++", "-"],
+                  stdin=f"#include <{header}>\nint main() {{}}\n", timeout=60)
+    return result.returncode == 0 and f"! {directory}/{header}.gch" in result.stderr.splitlines()
+
+
+def valid(directory: Path, cxx: str, flags: Sequence[str]) -> bool:
+    """The set is complete, built from the headers as they are now, and accepted by GCC."""
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+        if manifest.get("flags") != list(flags) or sorted(manifest.get("headers", {})) != sorted(HEADERS):
+            return False
+        for header, stamps in manifest["headers"].items():
+            # GCC accepts any .gch built with the same flags under the header's name; the first
+            # stamp is the file that was precompiled, so a set built from the wrong file fails here.
+            if not str(stamps[0][0]).endswith(f"/{header}"):
+                return False
+            if any(_stamp(str(entry[0])) != entry for entry in stamps):
+                return False
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
+    return all(_used(cxx, flags, directory, header) for header in HEADERS)
+
+
+def build(root: str, cxx: str, flags: Sequence[str]) -> Path:
+    """Build the set into a temporary directory and move it into place whole."""
+    target = set_dir(root, cxx, flags)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o755)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+    try:
+        headers: dict[str, list[list[object]]] = {}
+        for header in HEADERS:
+            deps = _dependencies(cxx, flags, header)
+            out = tmp / f"{header}.gch"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            result = _run([cxx, *flags, "-x", "c++-header", deps[0], "-o", str(out)])
+            if result.returncode != 0:
+                raise OSError(f"precompiling <{header}> failed: {result.stderr.strip()[:500]}")
+            headers[header] = [_stamp(d) for d in deps]
+        (tmp / "manifest.json").write_text(json.dumps({"flags": list(flags), "headers": headers}))
+        for path in [tmp, *tmp.rglob("*")]:
+            os.chmod(path, 0o755 if path.is_dir() else 0o444)
+        if target.exists():
+            shutil.rmtree(target)
+        os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not valid(target, cxx, flags):
+        raise OSError(f"the precompiled headers in {target} are not accepted by {cxx}")
+    return target
+
+
+def prepare(root: str, cxx: str, flags: Sequence[str], *, may_build: bool) -> Path | None:
+    """The directory to put first on the include path, or None to compile without."""
+    try:
+        target = set_dir(root, cxx, flags)
+        if valid(target, cxx, flags):
+            return target
+        if not may_build:
+            log.info("no usable precompiled headers in %s", target)
+            return None
+        Path(root).mkdir(parents=True, exist_ok=True)
+        # Several workers (or services) starting at once build the set once.
+        with open(Path(root) / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if valid(target, cxx, flags):
+                return target
+            log.info("building precompiled headers in %s", target)
+            return build(root, cxx, flags)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("compiling without precompiled headers: %s", exc)
+        return None
+
+
+def default_cxx() -> str | None:
+    return next((c for c in SPECS["c++"].binaries["cxx"] if os.access(c, os.X_OK)), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Build the precompiled C++ headers of the local sandbox.")
+    parser.add_argument("command", choices=["build"])
+    parser.add_argument("--root", default=os.environ.get("SANDBOX_PCH_DIR") or DEFAULT_ROOT)
+    args = parser.parse_args()
+    cxx = default_cxx()
+    if cxx is None:
+        print("no C++ compiler installed: nothing to precompile")
+        return
+    with contextlib.suppress(FileExistsError):
+        Path(args.root).mkdir(parents=True)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    directory = prepare(args.root, cxx, CXX_FLAGS, may_build=True)
+    if directory is None:
+        raise SystemExit("building the precompiled headers failed")
+    print(directory)
+
+
+if __name__ == "__main__":
+    main()
