@@ -22,6 +22,7 @@ import pytest
 from backend.testing import ServerProcess
 from emulator.testing import EmulatorProcess
 from tests.conftest import Client, _pool_server
+from tests.session_kernel import HOSTILE
 from tests.unit.test_azure_harness import alive_with
 
 # Where a submission in a PythonLTS session would plant things: found the way hostile code would.
@@ -37,30 +38,12 @@ def targets():
 NAMES = ("sitecustomize.py", "usercustomize.py", "zz-planted.pth")
 """
 
-PLANT = TARGETS + """
-import json, subprocess
+PLANT = HOSTILE + TARGETS + """
+import json
 leak, marker = sys.argv[1], sys.argv[2]
 dirs, _ = targets()
-planted = []
-for d in dirs:
-    for name, text in zip(NAMES, ("import os\\nos.environ['PLANTED'] = 'site'\\n",
-                                  "import os\\nos.environ['PLANTED'] = 'user'\\n",
-                                  "import os; os.environ['PLANTED'] = 'pth'\\n")):
-        try:
-            os.makedirs(d, exist_ok=True)
-            with open(os.path.join(d, name), "a") as f:
-                f.write(text)
-            planted.append(os.path.join(d, name))
-        except OSError:
-            pass
-for d in ("/tmp", "/dev/shm", "/mnt/data", *dirs):
-    try:
-        open(os.path.join(d, leak), "w").write("left behind")
-        planted.append(os.path.join(d, leak))
-    except OSError:
-        pass
-subprocess.Popen(["sleep", marker], start_new_session=True, stdin=subprocess.DEVNULL,
-                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+planted = plant(dirs) + leave(os.path.join(d, leak) for d in ("/tmp", "/dev/shm", "/mnt/data", *dirs))
+daemon(marker)
 print(json.dumps(planted))
 """
 
