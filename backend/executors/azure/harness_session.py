@@ -694,6 +694,8 @@ def handle(request: dict, data: str) -> dict:
     uid = _pick_uid()
     if uid is not None:
         state.uids.append(uid)
+    elif mode == "uid":
+        raise RuntimeError("no free uid for the program")  # never run it as the root kernel instead
     # Leftovers of an execution the service interrupted (its harness never got to clean up).
     kill_leftovers(state.uids)
     # Where a program can leave files: a fresh uid, in world-writable dirs; the kernel's own uid,
