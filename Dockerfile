@@ -1,9 +1,11 @@
 # Piston v2 compatible backend: Flask served by gunicorn, with the local bubblewrap
-# sandbox and its language toolchains. One image serves both executors:
+# sandbox and its language toolchains. One image serves both executors and the sessions:
 #   local sandbox (default):  docker run -p 8000:8000 piston-backend
 #   Azure session pool:       USE_LOCAL_EXECUTOR=false POOL_MANAGEMENT_ENDPOINT=... AZURE_CLIENT_ID=...
+#   a session of a CustomContainer pool:  SERVICE_ROLE=session (local executor, no API keys,
+#                             no secrets; infra/main.bicep's customContainerTemplate sets it)
 # Built in Azure by infra/deploy.sh (az acr build). tests/unit/test_dockerfile.py
-# checks this file against the repository.
+# checks this file against the repository and runs hadolint on it.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -27,6 +29,10 @@ FROM ${PYTHON_IMAGE} AS runtime
 # The man1 directory works around default-jdk-headless failing to install on slim images.
 # More languages, as with scripts/setup.sh: --build-arg EXTRA_PACKAGES="ruby php-cli golang-go".
 ARG EXTRA_PACKAGES=""
+# DL3008 (pin apt versions): not pinned on purpose. Bookworm's archive keeps only the
+# current version of each package, so a pin breaks the build at the next point release;
+# the base image tag fixes the distribution, and security updates should come in.
+# hadolint ignore=DL3008
 RUN set -eux; \
     mkdir -p /usr/share/man/man1; \
     apt-get update; \

@@ -77,7 +77,7 @@ _TABLE: dict[str, _Option] = {
     "run_cpu_time": _Option("RUN_CPU_TIME", "3000", _int, 1),
     # Judge-sized caps (Piston: -1, none): a request without a limit cannot hold the host's memory.
     "compile_memory_limit": _Option("COMPILE_MEMORY_LIMIT", "1073741824", _int, -1),
-    "run_memory_limit": _Option("RUN_MEMORY_LIMIT", "536870912", _int, -1),
+    "run_memory_limit": _Option("RUN_MEMORY_LIMIT", "1073741824", _int, -1),
     "max_concurrent_jobs": _Option("MAX_CONCURRENT_JOBS", "0", _int, 0),
     "max_queued_jobs": _Option("MAX_QUEUED_JOBS", "64", _int, 0),
     "queue_timeout": _Option("QUEUE_TIMEOUT", "30000", _int, 0),

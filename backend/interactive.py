@@ -14,7 +14,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from backend.errors import ValidationError
 from backend.models import StageResult
+
+# Stdin sent but not yet taken by the program (kept before the run starts, or unread during it).
+MAX_STDIN_BACKLOG_BYTES = 16 * 1024 * 1024
 
 # Piston's signal table (api/src/globals.js): the names a client may send, by Linux number.
 _NAMED = (
@@ -50,6 +54,7 @@ class InteractiveSession:
         self._lock = threading.Lock()
         self._process: StageProcess | None = None
         self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._decoders: dict[str, codecs.IncrementalDecoder] = {}
         self.cancelled = threading.Event()
 
@@ -79,7 +84,7 @@ class InteractiveSession:
         """The run stage started: stdin kept so far goes to it first."""
         with self._lock:
             self._process = process
-            pending, self._pending = self._pending, []
+            pending, self._pending, self._pending_bytes = self._pending, [], 0
             for data in pending:
                 process.write(data)
             if self.cancelled.is_set():
@@ -95,7 +100,10 @@ class InteractiveSession:
         data = text.encode("utf-8", "surrogatepass")
         with self._lock:
             if self._process is None:
+                if self._pending_bytes + len(data) > MAX_STDIN_BACKLOG_BYTES:
+                    raise ValidationError(f"stdin backlog over {MAX_STDIN_BACKLOG_BYTES} bytes before the program started")
                 self._pending.append(data)
+                self._pending_bytes += len(data)
             else:
                 self._process.write(data)
 

@@ -134,7 +134,7 @@ REPO_ROOT="$(cd "$INFRA_DIR/.." && pwd)"
 APP_NAME="${PREFIX}-api"
 IMAGE_REPOSITORY="piston-backend"
 
-# ---------------------------------------------------------------- 1. preflight (nothing changes in Azure before step 4)
+# ---------------------------------------------------------------- 1. preflight (only the resource group is created before step 4)
 
 step "check tools"
 command -v az >/dev/null 2>&1 ||
@@ -183,7 +183,7 @@ else
     az group create --name "$RESOURCE_GROUP" --location "$LOCATION" --output none
 fi
 
-# ---------------------------------------------------------------- 3. infrastructure
+# ---------------------------------------------------------------- 3-4. validate, what-if, then deploy the infrastructure
 
 step "look for an existing container app $APP_NAME"
 EXISTING_IMAGE="$(az containerapp show --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
@@ -268,7 +268,7 @@ REGISTRY_SERVER="$(output "$OUTPUTS" registryLoginServer)"
 POOL_ENDPOINT="$(output "$OUTPUTS" poolManagementEndpoint)"
 say "registry $REGISTRY_SERVER, pool ${POOL_ENDPOINT:-(created with the image, below)}"
 
-# ---------------------------------------------------------------- 4. image
+# ---------------------------------------------------------------- 5. image
 
 TAG="${TAG:-$(date -u +%Y%m%d%H%M%S)}"
 IMAGE="$REGISTRY_SERVER/$IMAGE_REPOSITORY:$TAG"
@@ -280,7 +280,7 @@ az acr build \
     --file Dockerfile \
     "$REPO_ROOT"
 
-# ---------------------------------------------------------------- 5. roll out
+# ---------------------------------------------------------------- 6. roll out
 
 if [[ -n "$EXISTING_IMAGE" && "$CONTAINER_TYPE" == PythonLTS ]]; then
     step "update container app $APP_NAME to $IMAGE"
@@ -299,7 +299,7 @@ FQDN="$(az containerapp show --name "$APP_NAME" --resource-group "$RESOURCE_GROU
 [[ -n "$FQDN" ]] || die "container app $APP_NAME has no ingress FQDN"
 APP_URL="https://$FQDN"
 
-# ---------------------------------------------------------------- 6. readiness
+# ---------------------------------------------------------------- 7. readiness
 
 step "wait for $APP_URL/ready (up to ${READY_TIMEOUT}s)"
 python3 - "$APP_URL/ready" "$READY_TIMEOUT" <<'PY'
@@ -327,7 +327,7 @@ while True:
     time.sleep(5)
 PY
 
-# ---------------------------------------------------------------- 7. smoke test
+# ---------------------------------------------------------------- 8. smoke test
 
 if [[ "$SMOKE_TEST" == yes ]]; then
     step "smoke test: $SMOKE_PYTHON test_session_pool.py --endpoint $APP_URL"

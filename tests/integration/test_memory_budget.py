@@ -2,7 +2,7 @@
 
 Hogs map 3 GiB with MAP_POPULATE and touch every page, asking for no limit. Each run must
 end as a memory kill (SG, SIGKILL; MLE in the judge) while the service stays healthy.
-The test's own footprint stays at the caps: at most 2 GiB at once.
+The test's own footprint stays at the caps: at most 4 GiB at once, for under a second.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from backend.executors.local.cgroups import V1_ROOT, V2_ROOT, detect_version
 from backend.testing import ServerProcess
 
 MiB = 2**20
-DEFAULT_CAP = 512 * MiB  # RUN_MEMORY_LIMIT's default
+DEFAULT_CAP = 1024 * MiB  # RUN_MEMORY_LIMIT's default
 BUDGET = 1024 * MiB
 HOG_C = r"""
 #include <stdio.h>

@@ -15,7 +15,7 @@ def test_defaults_are_pistons() -> None:
     assert (s.run_timeout, s.compile_timeout, s.run_cpu_time, s.compile_cpu_time) == (3000, 10000, 3000, 10000)
     assert (s.max_process_count, s.max_open_files, s.max_file_size) == (64, 2048, 10_000_000)
     # Not Piston's -1: a judge-sized cap when a request gives none (README, "Memory").
-    assert (s.run_memory_limit, s.compile_memory_limit, s.sandbox_memory_budget) == (512 * 2**20, 2**30, 0)
+    assert (s.run_memory_limit, s.compile_memory_limit, s.sandbox_memory_budget) == (2**30, 2**30, 0)
     assert s.use_local_executor is True
 
 

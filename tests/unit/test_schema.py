@@ -79,7 +79,7 @@ def test_defaults_match_piston() -> None:
     assert req.run.args == ()
     assert (req.run.limits.timeout_ms, req.run.limits.cpu_time_ms) == (3000, 3000)
     # Not Piston's "none": the default cap applies (RUN_MEMORY_LIMIT, COMPILE_MEMORY_LIMIT).
-    assert (req.run.limits.memory_bytes, req.program.compile_limits.memory_bytes) == (512 * 2**20, 2**30)
+    assert (req.run.limits.memory_bytes, req.program.compile_limits.memory_bytes) == (2**30, 2**30)
     compile_limits = req.program.compile_limits
     assert (compile_limits.timeout_ms, compile_limits.cpu_time_ms) == (10000, 10000)
     assert req.run.limits.max_processes == 64 and req.run.limits.max_file_size == 10_000_000
@@ -101,7 +101,7 @@ def test_lenient_where_clients_need_it() -> None:
         timeout=5,  # pistonapi sends this unknown field
     ), REGISTRY, SETTINGS)
     assert [f.name for f in req.program.files] == ["file0.code", "file1.code", "lib/m.py"]
-    assert req.run.limits.memory_bytes == 512 * 2**20 and req.run.limits.timeout_ms == 3000  # -1: the default cap
+    assert req.run.limits.memory_bytes == 2**30 and req.run.limits.timeout_ms == 3000  # -1: the default cap
     assert req.run.args == ("1", "2", "3") and req.run.stdin == "x\n"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import queue
 import shutil
@@ -32,6 +33,7 @@ from backend.runtimes import CXX_FLAGS, Commands, Runtime, build_commands
 
 # NPROC counts per uid: the slot uid also runs bwrap's own processes, and their delayed teardown.
 BWRAP_PROCESSES = 16
+log = logging.getLogger(__name__)
 IO_INSIDE = "/.io"  # where the slot's io directory (stdin files) appears in the sandbox
 
 
@@ -59,9 +61,14 @@ class LocalExecutor(Executor):
                 cgroup_name=settings.cgroup_name if self.probe.cgroups else None,
                 box_size=settings.sandbox_box_size if os.geteuid() == 0 else 0,
             )
-        self.memory_budget = memory_budget_bytes(settings.sandbox_memory_budget)
+        self.memory_budget: int | None = None  # what the slots' parent cgroup holds them to; None: nothing
         if self.slots is not None and self.probe.cgroups:
-            apply_memory_budget(settings.cgroup_name, self.memory_budget)
+            budget = memory_budget_bytes(settings.sandbox_memory_budget)
+            try:
+                apply_memory_budget(settings.cgroup_name, budget)
+                self.memory_budget = budget
+            except OSError as exc:  # /health then shows none; the per-run caps still hold
+                log.error("could not set the sandbox memory budget of %d bytes: %s", budget, exc)
 
     def _prepare_pch(self) -> str | None:
         cxx = next((rt.binaries["cxx"] for rt in self._runtimes if rt.language == "c++"), None)
@@ -75,10 +82,9 @@ class LocalExecutor(Executor):
 
     def health(self) -> dict[str, Any]:
         slots = [slot.index for slot in self.slots.slots] if self.slots else []
-        budget = self.memory_budget if self.probe.cgroups else None  # only a cgroup can hold it
         return {"executor": self.name, "sandbox": {
-            **self.probe.to_json(), "slots": slots, "memory_budget": budget, "precompiled_headers": self.pch_dir,
-            "compile_cache": self.compile_cache is not None,
+            **self.probe.to_json(), "slots": slots, "memory_budget": self.memory_budget,
+            "precompiled_headers": self.pch_dir, "compile_cache": self.compile_cache is not None,
         }}
 
     def stats(self) -> dict[str, Any]:
@@ -115,7 +121,8 @@ class LocalExecutor(Executor):
                     session.output(stream, getattr(box.compile, stream).encode())
                 session.exit("compile", box.compile)
             if not box.compiled_ok or session.cancelled.is_set():
-                return ExecutionResult(runtime.language, runtime.version, box.compile, box.compile)  # type: ignore[arg-type]
+                # Piston: no run stage after a failed compile (nor after the client left).
+                return ExecutionResult(runtime.language, runtime.version, box.compile or StageResult(), box.compile)
             session.stage("run")
             run = box.run_live(spec, session)
             session.exit("run", run)
@@ -224,10 +231,10 @@ class LocalBox(Box):
     def run_live(self, spec: RunSpec, session: InteractiveSession) -> StageResult:
         """One run whose stdin is fed by the session as the client sends it."""
         commands = build_commands(self.runtime, self.program.files, spec.limits)
-        live = LiveStage(self.slot)
+        live = LiveStage(self.slot, session.output)
         session.attach(live)
         try:
-            return self._stage([*commands.run, *spec.args], "", spec.limits, live=(live, session))
+            return self._stage([*commands.run, *spec.args], "", spec.limits, live=live)
         finally:
             session.detach()
             live.close()
@@ -262,19 +269,19 @@ class LocalBox(Box):
         return f"{IO_INSIDE}/{path.relative_to(slot.io)}" if self.slots.plan.bwrap else str(path)
 
     def _stage(self, argv: list[str], stdin: str, limits: Limits, slot: Slot | None = None,
-               live: tuple[LiveStage, InteractiveSession] | None = None) -> StageResult:
+               live: LiveStage | None = None) -> StageResult:
         slot = slot or self.slot
         sandbox = self.slots.take_sandbox(slot)
         try:
             if slot.cgroup is not None:
                 slot.cgroup.configure(limits.memory_bytes, limits.max_processes)
-            stdin_path = self._inside(live[0].path, slot) if live else self._stdin_file(stdin, slot)
+            stdin_path = self._inside(live.path, slot) if live else self._stdin_file(stdin, slot)
             sandbox.start(argv, stdin_path=stdin_path, rlimits=self._rlimits(limits, slot),
                           cpu_ms=limits.cpu_time_ms, wall_ms=limits.timeout_ms)
             if live:
-                live[0].started(sandbox)
+                live.started(sandbox)
             outcome = sandbox.collect(timeout_ms=limits.timeout_ms, output_max_size=limits.output_max_size,
-                                      on_output=live[1].output if live else None)
+                                      on_output=live.output if live else None)
         finally:
             sandbox.destroy(finished=sandbox.finished)
             # The next stage (run after compile, or the next test case) finds its sandbox ready.

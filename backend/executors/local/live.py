@@ -15,19 +15,22 @@ import select
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from backend.errors import ValidationError
 from backend.executors.local.sandbox import Sandbox, Slot
-from backend.interactive import StageProcess
+from backend.interactive import MAX_STDIN_BACKLOG_BYTES, StageProcess
 
 FIFO_NAME = "stdin-live"
-MAX_BACKLOG_BYTES = 16 * 1024 * 1024  # stdin sent but not read yet by the program
 SIGNAL_TRIES = 40
 
 
 class LiveStage(StageProcess):
-    def __init__(self, slot: Slot) -> None:
+    """The run stage's live stdin; ``output`` receives each stdout/stderr chunk as it is read."""
+
+    def __init__(self, slot: Slot, output: Callable[[str, bytes], None]) -> None:
+        self.output = output
         self.path: Path = slot.io / FIFO_NAME
         os.mkfifo(self.path, 0o400)
         if slot.uid is not None:
@@ -46,8 +49,8 @@ class LiveStage(StageProcess):
 
     def write(self, data: bytes) -> None:
         with self._wake:
-            if self._backlog_bytes + len(data) > MAX_BACKLOG_BYTES:
-                raise ValidationError(f"stdin backlog over {MAX_BACKLOG_BYTES} bytes: the program is not reading")
+            if self._backlog_bytes + len(data) > MAX_STDIN_BACKLOG_BYTES:
+                raise ValidationError(f"stdin backlog over {MAX_STDIN_BACKLOG_BYTES} bytes: the program is not reading")
             self._backlog.append(data)
             self._backlog_bytes += len(data)
             self._wake.notify()
