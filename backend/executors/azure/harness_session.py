@@ -593,9 +593,10 @@ class Guard:
     COPY_MAX = 256 * 1024
     COPIES_MAX = 16 * 2**20
 
-    def __init__(self, data: str) -> None:
+    def __init__(self, data: str, roots: list[tuple[str, bool]] | None = None) -> None:
+        """``roots``: (dir, walk below it) pairs; by default the guarded dirs, all but the home dir walked."""
         home = os.path.realpath(os.path.expanduser("~"))
-        self.roots = [(path, path != home) for path in guarded_dirs(data)]
+        self.roots = roots if roots is not None else [(path, path != home) for path in guarded_dirs(data)]
         self.seen = self._scan()
         self.tainted: set[str] = set()
         self.copies: dict[str, tuple[int, bytes]] = {}
