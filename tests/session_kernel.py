@@ -19,6 +19,31 @@ from typing import Any
 from backend.executors.azure import harness
 
 SYSTEM_PYTHON = "/usr/bin/python3"
+# The hostile part both isolation suites share, prepended to their submissions: ``plant(dirs)``
+# puts a sitecustomize, a usercustomize and a .pth file (each setting $PLANTED) and a .bashrc in
+# every dir it can; ``leave(paths)`` writes each file it can; ``daemon(marker)`` starts a setsid
+# ``sleep marker``. Each returns what it managed.
+HOSTILE = """
+import os, subprocess
+PLANTS = (("sitecustomize.py", "import os\\nos.environ['PLANTED'] = 'sitecustomize'\\n"),
+          ("usercustomize.py", "import os\\nos.environ['PLANTED'] = 'usercustomize'\\n"),
+          ("zz-planted.pth", "import os; os.environ['PLANTED'] = 'pth'\\n"), (".bashrc", "echo planted\\n"))
+def _write(path, text, mode):
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, mode) as f:
+            f.write(text)
+        return [path]
+    except OSError:
+        return []
+def plant(dirs):
+    return [p for d in dirs for name, text in PLANTS for p in _write(os.path.join(d, name), text, "a")]
+def leave(paths):
+    return [p for path in paths for p in _write(path, "left behind", "w")]
+def daemon(marker):
+    subprocess.Popen(["sleep", marker], start_new_session=True, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+"""
 UNPRIVILEGED_UID = 61499  # below this worktree set's slot uids, above the harness's 30000..60000
 # With PISTON_TEST_RUN_DIR, the stand-in also holds what a Jupyter kernel on the ipc transport does
 # (the emulator's pythonlts kernels): a listening unix socket and a connection file, both its own.

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from tests.session_kernel import SYSTEM_PYTHON, UNPRIVILEGED_UID, Kernel, data_dir_of, make_user_home
+from tests.session_kernel import HOSTILE, SYSTEM_PYTHON, UNPRIVILEGED_UID, Kernel, data_dir_of, make_user_home
 from tests.unit.test_azure_harness import alive_with
 
 LIMITS = {"timeout_ms": 10_000, "cpu_time_ms": 10_000, "memory_bytes": -1, "output_max_size": 65536,
@@ -50,32 +50,12 @@ print(json.dumps({
 }))
 """
 
-PLANT = """
-import json, os, site, subprocess, sys
+PLANT = HOSTILE + """
+import json, site, sys
 targets = json.loads(sys.stdin.read())
-dirs = [p for p in sys.path if p and os.path.isdir(p)] + targets["dirs"] + [site.getusersitepackages()]
-planted = []
-for d in dirs:
-    for name, text in (("sitecustomize.py", "import os\\nos.environ['PLANTED'] = 'sitecustomize'\\n"),
-                       ("usercustomize.py", "import os\\nos.environ['PLANTED'] = 'usercustomize'\\n"),
-                       ("zz-planted.pth", "import os; os.environ['PLANTED'] = 'pth'\\n"),
-                       (".bashrc", "echo planted\\n")):
-        try:
-            os.makedirs(d, exist_ok=True)
-            with open(os.path.join(d, name), "a") as f:
-                f.write(text)
-            planted.append(os.path.join(d, name))
-        except OSError:
-            pass
-for path in targets["files"]:
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        open(path, "w").write("left behind")
-        planted.append(path)
-    except OSError:
-        pass
-subprocess.Popen(["sleep", targets["marker"]], start_new_session=True, stdin=subprocess.DEVNULL,
-                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+planted = plant([p for p in sys.path if p and os.path.isdir(p)] + targets["dirs"] + [site.getusersitepackages()])
+planted += leave(targets["files"])
+daemon(targets["marker"])
 try:
     key = open(targets["connection_file"]).read()
     if key:
@@ -193,3 +173,24 @@ def test_a_hostile_submission_leaves_the_next_ones_unchanged(kernel: tuple[Kerne
     finally:
         for pid in alive_with(f"sleep {marker}"):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("kernel", ["none"], indirect=True)
+def test_last_use_skips_the_snapshot_and_a_later_use_says_so(kernel: tuple[Kernel, str, Path, str]) -> None:
+    """``last_use`` (the backend's word that no later submission runs there) spares the snapshot's walk;
+    a session used again anyway reports itself tainted."""
+    k, python, home, _ = kernel
+    targets = {"dirs": [str(home)], "files": [], "marker": "1.5", "kernel_pid": None,
+               "connection_file": "/nonexistent", "socket": "/nonexistent"}
+    request = {"files": [{"name": "main.py", "content": _b64(PLANT)}], "last_use": True,
+               "runs": [{"argv": [python, "main.py"], "stdin": json.dumps(targets), "limits": LIMITS}]}
+    try:
+        first = k.call(request)
+        # Nothing put back, and the session says it now holds what it could not undo.
+        assert first["cleanup"]["restored"] == 0 and first["cleanup"]["tainted"] == 1
+        assert str(home / "zz-planted.pth") in json.loads(first["runs"][0]["stdout"])
+        later = _run(k, python, OBSERVE, json.dumps({**targets, "files": [str(home / "zz-planted.pth")]}))
+        assert later["cleanup"]["tainted"] >= 1
+    finally:
+        for name in ("sitecustomize.py", "usercustomize.py", "zz-planted.pth", ".bashrc"):
+            (home / name).unlink(missing_ok=True)

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from backend.executors.azure import harness
-from backend.executors.azure.harness_session import judge
+from backend.executors.azure.harness_session import Guard, judge
 from backend.executors.local.results import to_stage
 from backend.executors.local.sandbox import Outcome
 from backend.models import Limits, Program, RunSpec, SourceFile
@@ -374,6 +374,51 @@ def test_rendered_code_builds_commands_and_runs(tmp_path: Path) -> None:
     assert compile_stage is None
     assert [r.stdout for r in runs] == ["a ['1']\n", "b []\n"]
     assert harness.budget_s(harness.build_request(program, runtime, specs)) > 10
+
+
+def test_a_kernel_that_ran_an_older_harness(tmp_path: Path) -> None:
+    """The kernel-wide state outlives harness versions: one an older harness left is completed."""
+    old_state = ("import sys, types\nm = types.ModuleType('__piston_session_state__')\n"
+                 "m.baseline, m.uids, m.subreaper, m.can_drop = None, [], False, None\nsys.modules[m.__name__] = m\n")
+    request = {"v": 1, "nonce": "older", "data_dir": str(tmp_path), "files": [{"name": "main.py", "content": b64("print(2)")}],
+               "runs": [{"argv": [PYTHON, "main.py"], "stdin": "", "limits": limits()}]}
+    proc = subprocess.run([sys.executable, "-c", old_state + harness.render_code(harness.encode(request))],
+                          capture_output=True, text=True, timeout=120, check=True)
+    result = harness.parse_reply(proc.stdout, "older").result
+    assert result is not None and result["runs"][0]["stdout"] == "2\n" and result["isolation"] in harness.ISOLATIONS
+
+
+def test_guard_puts_the_kernel_dirs_back(tmp_path: Path) -> None:
+    """The "none" path's snapshot: new entries go, changed small top-level files and dot files come
+    back from their copies, a changed .pyc goes, any other change is counted as tainted."""
+    site, home = tmp_path / "site-packages", tmp_path / "home"
+    (site / "pkg" / "__pycache__").mkdir(parents=True)
+    home.mkdir()
+    files = {site / "a.pth": "import os\n", site / "pkg" / "mod.py": "x = 1\n",
+             site / "pkg" / "__pycache__" / "mod.cpython-311.pyc": "compiled", home / ".bashrc": "alias ll=ls\n",
+             home / ".profile": "PATH=$PATH\n"}
+    for path, text in files.items():
+        path.write_text(text)
+    guard = Guard(str(tmp_path / "data"), roots=[(str(site), True), (str(home), False)])
+    with open(site / "a.pth", "a") as f:
+        f.write("import evil\n")
+    (site / "b.pth").write_text("import evil\n")
+    (site / "sitecustomize.py").write_text("import evil\n")
+    (site / "pkg" / "evil.py").write_text("import evil\n")
+    (site / "pkg" / "mod.py").write_text("import evil\n")
+    (site / "pkg" / "__pycache__" / "mod.cpython-311.pyc").write_text("evil")
+    (home / ".bashrc").write_text("evil\n")
+    (home / ".profile").unlink()
+    (home / ".local" / "lib").mkdir(parents=True)
+    fixed, tainted = guard.restore()
+    assert (site / "a.pth").read_text() == "import os\n" and (home / ".bashrc").read_text() == "alias ll=ls\n"
+    assert (home / ".profile").read_text() == "PATH=$PATH\n"
+    for gone in ("b.pth", "sitecustomize.py", "pkg/evil.py", "pkg/__pycache__/mod.cpython-311.pyc"):
+        assert not (site / gone).exists(), gone
+    assert not (home / ".local").exists()
+    # pkg/mod.py had no copy (not at the top): it stays changed, and the session says so from now on.
+    assert (fixed, tainted) == (8, 1)  # 4 new entries, 3 files put back, 1 .pyc
+    assert guard.restore() == (0, 1)
 
 
 def test_judged_runs_stop_at_the_first_failure(tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ Request (JSON; all sizes in bytes, times in ms)::
      "renames": [["Main.txt", "Main.java"]],
      "compile": {"argv": [...], "limits": LIMITS} | null,
      "runs": [{"argv": [...], "stdin": "...", "limits": LIMITS, "expected"?: "..."}, ...],
-     "judge": {"mode", "abs_tol", "rel_tol", "stop_on_first_failure"} | null}
+     "judge": {"mode", "abs_tol", "rel_tol", "stop_on_first_failure"} | null,
+     "last_use"?: true}   no later submission will run in this session (isolation "none" then
+                          skips the snapshot of the kernel's dirs, a walk of its site-packages)
     LIMITS = {"timeout_ms", "cpu_time_ms", "memory_bytes", "output_max_size",
               "max_processes", "max_open_files", "max_file_size"}
 
@@ -84,11 +86,12 @@ def _limits(limits: Limits) -> dict[str, int]:
 
 def build_request(program: Program, runtime: Runtime, specs: Sequence[RunSpec], *,
                   expected: Sequence[str] | None = None, comparison: Comparison | None = None,
-                  stop_on_first_failure: bool = False) -> dict[str, Any]:
+                  stop_on_first_failure: bool = False, last_use: bool = False) -> dict[str, Any]:
     """The request for compiling ``program`` once and running it on each spec.
 
     With ``expected`` and ``comparison`` the session also judges each run (``matched``) and,
-    on request, stops at the first case that fails.
+    on request, stops at the first case that fails. ``last_use``: the session serves no later
+    submission (a fresh identifier per execution), so the harness need not guard it for one.
     """
     commands = build_commands(runtime, program.files, program.compile_limits)
     runs = []
@@ -105,6 +108,7 @@ def build_request(program: Program, runtime: Runtime, specs: Sequence[RunSpec], 
     return {
         "v": PROTOCOL,
         "nonce": new_nonce(),
+        **({"last_use": True} if last_use else {}),
         "inline_max": INLINE_RESULT_MAX,
         "judge": judge,
         "files": [{"name": f.name, "content": base64.b64encode(f.content).decode()} for f in program.files],

@@ -89,19 +89,31 @@ rules = _load_rules()
 
 # ---------------------------------------------------------------- kernel-wide state
 
+STATE_DEFAULTS = {
+    "baseline": None,  # the kernel's own descendants, seen before any submission ran
+    "uids": [],  # uids handed to submissions so far
+    "subreaper": False,
+    "can_drop": None,
+    "isolation": None,  # one of ISOLATIONS, found at the first request
+    "isolation_detail": None,  # why a stronger one was not possible
+    "guard": None,  # "none": what the writable sys.path dirs and the home dir were at first
+    "unguarded": False,  # "none": a submission ran with "last_use", before any snapshot
+}
+
+
 def _state() -> types.SimpleNamespace:
-    """State kept across executions in this kernel (a module in sys.modules survives our namespace)."""
+    """State kept across executions in this kernel (a module in sys.modules survives our namespace).
+
+    Shared by every harness version a long-lived kernel has run: what an older one did not keep
+    is added here.
+    """
     module = sys.modules.get("__piston_session_state__")
     if module is None:
         module = types.ModuleType("__piston_session_state__")
-        module.baseline = None  # the kernel's own descendants, seen before any submission ran
-        module.uids = []  # uids handed to submissions so far
-        module.subreaper = False
-        module.can_drop = None
-        module.isolation = None  # one of ISOLATIONS, found at the first request
-        module.isolation_detail = None  # why a stronger one was not possible
-        module.guard = None  # "none": what the writable sys.path dirs and the home dir were at first
         sys.modules[module.__name__] = module
+    for name, value in STATE_DEFAULTS.items():
+        if not hasattr(module, name):
+            setattr(module, name, list(value) if isinstance(value, list) else value)
     return module  # type: ignore[return-value]
 
 
@@ -221,7 +233,7 @@ def isolation() -> str:
     return state.isolation
 
 
-USERNS_CHECK = "import os; open('written', 'w').write('x'); print('ok', os.getpid(), os.path.exists('/proc/1/cmdline'))"
+USERNS_CHECK = "import os; open('written', 'w').write('x'); print('ok', os.getpid(), os.path.exists('/proc/self/stat'))"
 
 
 def _userns_works() -> bool:
@@ -232,6 +244,11 @@ def _userns_works() -> bool:
                   "max_processes": 8, "max_open_files": 64, "max_file_size": 1024}
         stage = run_stage(box, [sys.executable, "-S", "-c", USERNS_CHECK], "", limits)
         if stage["status"] is None and stage["stdout"] == "ok 2 True\n":
+            return True
+        if stage["status"] is None and stage["stdout"] == "ok 2 False\n":
+            # Where the kernel's own /proc has masked paths (as in Docker and bwrap), no new /proc can
+            # be mounted: programs get an empty one, never the kernel's (which would reach its processes).
+            _state().isolation_detail = "no /proc in the namespaces: the kernel's /proc has masked paths"
             return True
         _state().isolation_detail = f"namespaces refused: {stage['status']} {stage['output'][-300:]!r}"
     except OSError as exc:
@@ -576,9 +593,10 @@ class Guard:
     COPY_MAX = 256 * 1024
     COPIES_MAX = 16 * 2**20
 
-    def __init__(self, data: str) -> None:
+    def __init__(self, data: str, roots: list[tuple[str, bool]] | None = None) -> None:
+        """``roots``: (dir, walk below it) pairs; by default the guarded dirs, all but the home dir walked."""
         home = os.path.realpath(os.path.expanduser("~"))
-        self.roots = [(path, path != home) for path in guarded_dirs(data)]
+        self.roots = roots if roots is not None else [(path, path != home) for path in guarded_dirs(data)]
         self.seen = self._scan()
         self.tainted: set[str] = set()
         self.copies: dict[str, tuple[int, bytes]] = {}
@@ -664,14 +682,21 @@ def handle(request: dict, data: str) -> dict:
     if state.baseline is None:
         state.baseline = _descendants(_processes(), os.getpid())
     mode = isolation()
-    if mode == "none" and state.guard is None:
-        state.guard = Guard(data)  # before any submission ran
     if "probe" in request:
         return {"v": PROTOCOL, "probe": probe(request["probe"]), "info": info(data)}
+    if mode == "none" and state.guard is None:
+        if request.get("last_use"):
+            # No later submission runs here (the backend's word): the snapshot would cost a walk of
+            # the kernel's site-packages for nothing.
+            state.unguarded = True
+        else:
+            state.guard = Guard(data)  # before any submission ran
     started = time.monotonic()
     uid = _pick_uid()
     if uid is not None:
         state.uids.append(uid)
+    elif mode == "uid":
+        raise RuntimeError("no free uid for the program")  # never run it as the root kernel instead
     # Leftovers of an execution the service interrupted (its harness never got to clean up).
     kill_leftovers(state.uids)
     # Where a program can leave files: a fresh uid, in world-writable dirs; the kernel's own uid,
@@ -718,6 +743,8 @@ def handle(request: dict, data: str) -> dict:
         removed = remove_leftovers(before, [uid for b in (box, *twins) for uid in b.uids])
         if state.guard is not None:
             restored, tainted = state.guard.restore()
+        # A snapshot taken after an unguarded submission may hold what it left.
+        tainted += int(state.unguarded and mode == "none")
     result["cleanup"] = {"killed": box.killed, "removed": removed, "restored": restored, "tainted": tainted}
     result["elapsed_ms"] = int((time.monotonic() - started) * 1000)
     return result
