@@ -15,13 +15,10 @@ import json
 import os
 import secrets
 import signal
-from collections.abc import Iterator
 
 import pytest
 
-from backend.testing import ServerProcess
-from emulator.testing import EmulatorProcess
-from tests.conftest import Client, _pool_server
+from tests.conftest import Client
 from tests.session_kernel import HOSTILE
 from tests.unit.test_azure_harness import alive_with
 
@@ -61,19 +58,14 @@ print(json.dumps({
 """
 
 
-@pytest.fixture(scope="module")
-def pool_userns_client() -> Iterator[Client]:
-    with EmulatorProcess(max_sessions=10, ready_sessions=1, kernel_userns="allow") as emulator:
-        server: ServerProcess
-        for server in _pool_server(emulator):
-            yield Client(server.url)
+# The harness's path on each kind of session kernel (tests/conftest.py KERNEL_VARIANTS).
+ISOLATION = {"unprivileged": "none", "userns": "userns", "root": "uid"}
 
 
-@pytest.fixture(params=["pool", "pool_userns", "pool_root"])
-def pool(request: pytest.FixtureRequest) -> tuple[Client, str]:
+@pytest.fixture
+def pool(request: pytest.FixtureRequest, pool_kernel_client: Client) -> tuple[Client, str]:
     """(client, the isolation its sessions' harness takes)."""
-    return request.getfixturevalue(f"{request.param}_client"), {"pool": "none", "pool_userns": "userns",
-                                                                "pool_root": "uid"}[request.param]
+    return pool_kernel_client, ISOLATION[request.node.callspec.params["pool_kernel_client"]]
 
 
 def _run(client: Client, source: str, *args: str) -> dict:
