@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from .server import serve
-from .settings import BODY_SHAPES, DEFAULT_IDENTITIES, Identity, Settings
+from .settings import BODY_SHAPES, DEFAULT_IDENTITIES, POOL_TYPES, Identity, Settings
 
 
 def _identity(text: str) -> Identity:
@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-bytes", type=int, default=d.max_upload_bytes)
     p.add_argument("--data-root", default=None, help="where session directories live (default: a temp dir)")
     p.add_argument("--kernel-start-timeout", type=float, default=d.kernel_start_timeout_s)
+    p.add_argument("--pool-type", choices=POOL_TYPES, default=d.pool_type,
+                   help="CustomContainer: each session is a process of --session-app-dir in SERVICE_ROLE=session")
+    p.add_argument("--session-app-dir", default=None, help="repo root of the session app (CustomContainer)")
+    p.add_argument("--session-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra setting for every session app (repeatable; CustomContainer)")
     p.add_argument("--log-requests", action="store_true", help="log every request to stderr")
     p.add_argument("--exit-with-parent", action="store_true", help="shut down when the launching process dies")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -101,6 +106,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         kernel_start_timeout_s=args.kernel_start_timeout,
         log_requests=args.log_requests,
         exit_with_parent=args.exit_with_parent,
+        pool_type=args.pool_type,
+        session_app_dir=args.session_app_dir,
+        session_env=tuple(args.session_env),
         **extra,
     )
 

@@ -47,6 +47,7 @@ UNAUTHORIZED_PRINCIPAL_ID = "9a1c0000-0000-4000-8000-000000000002"
 
 BodyShape = Literal["flat", "wrapped", "any"]
 BODY_SHAPES = ("flat", "wrapped", "any")
+POOL_TYPES = ("PythonLTS", "CustomContainer")  # properties.containerType [SPEC ARM 2025-07-01]
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,11 @@ class Settings:
     kernel_start_timeout_s: float = 60.0
     log_requests: bool = False
     exit_with_parent: bool = False  # stop (and kill all kernels) when the launching process dies
+    # -- CustomContainer pools (emulator/containers.py): each session runs the app in session_app_dir
+    pool_type: str = "PythonLTS"
+    session_app_dir: str | None = None
+    session_env: tuple[str, ...] = ()  # extra KEY=VALUE settings for every session app
+    environment_id: str = "emulatorenv-7f3c2a1b"  # the endpoint's <environment-id> label
 
     def __post_init__(self) -> None:
         # Fail at construction, naming the field, rather than at the first request.
@@ -134,6 +140,10 @@ class Settings:
             (1 <= self.max_execution_s <= 3600, "max_execution_s must be 1..3600"),
             (self.max_upload_bytes > 0, "max_upload_bytes must be > 0"),
             (self.kernel_start_timeout_s > 0, "kernel_start_timeout_s must be > 0"),
+            (self.pool_type in POOL_TYPES, f"pool_type must be one of {POOL_TYPES}"),
+            (self.pool_type != "CustomContainer" or bool(self.session_app_dir),
+             "pool_type CustomContainer needs session_app_dir (--session-app-dir)"),
+            (all("=" in item for item in self.session_env), "session_env items must be KEY=VALUE"),
         ]
         for ok, message in checks:
             if not ok:
@@ -145,6 +155,15 @@ class Settings:
     def pool_path(self) -> str:
         """Path of the data-plane endpoint, as in https://<region>.dynamicsessions.io/<this>."""
         return f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}/sessionPools/{self.pool_name}"
+
+    @property
+    def container_host(self) -> str:
+        """The host of a custom-container pool's endpoint [DOC sessions-custom-container.md]."""
+        return f"{self.pool_name}.{self.environment_id}.{self.location}.azurecontainerapps.io"
+
+    def endpoint_path(self) -> str:
+        """The pool management endpoint's path on the emulator, for this pool type."""
+        return "/" + self.container_host if self.pool_type == "CustomContainer" else self.pool_path
 
     @property
     def arm_pool_id(self) -> str:
@@ -183,4 +202,5 @@ class Settings:
             "code_execute_body": self.code_execute_body,
             "max_execution_s": self.max_execution_s,
             "max_upload_bytes": self.max_upload_bytes,
+            "pool_type": self.pool_type,
         }

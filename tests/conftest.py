@@ -1,12 +1,15 @@
-"""Shared fixtures: real gunicorn backends, on the local sandbox and on the session pool.
+"""Shared fixtures: real gunicorn backends, on the local sandbox and on the session pools.
 
-``client`` is parametrized over both executors, so a suite written against it is one
-conformance suite for both; ``local_client`` is for what only the local sandbox has.
+``client`` is parametrized over three paths: the local sandbox, a PythonLTS pool and a
+custom-container pool (each session this project's own service in SERVICE_ROLE=session),
+both pools through the emulator, so a suite written against it is one conformance suite for
+all; ``local_client`` is for what only the local sandbox has.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +19,7 @@ from backend.testing import ServerProcess
 from emulator.testing import EmulatorProcess
 
 SECRET = "s3cr3t-of-the-service-7f1c"
+REPO = Path(__file__).resolve().parent.parent
 
 
 class Client:
@@ -71,7 +75,32 @@ def pool_client(pool_server: ServerProcess) -> Client:
     return Client(pool_server.url)
 
 
-@pytest.fixture(scope="session", params=["local", "pool"])
+@pytest.fixture(scope="session")
+def cc_emulator() -> Iterator[EmulatorProcess]:
+    """A custom-container pool: each session a process of this checkout's service in session mode."""
+    with EmulatorProcess(pool_type="CustomContainer", session_app_dir=str(REPO), max_sessions=12,
+                         ready_sessions=1, kernel_start_timeout=90) as emulator:
+        yield emulator
+
+
+def cc_backend_env(emulator: EmulatorProcess, **extra: str) -> dict[str, str]:
+    return {"USE_LOCAL_EXECUTOR": "false", "POOL_MANAGEMENT_ENDPOINT": emulator.pool_endpoint,
+            "SESSION_POOL_TYPE": "CustomContainer", **emulator.identity_env(), "MAX_CONCURRENT_JOBS": "4",
+            "RUN_MEMORY_LIMIT": "-1", "PISTON_TEST_SECRET": SECRET, **extra}
+
+
+@pytest.fixture(scope="session")
+def cc_server(cc_emulator: EmulatorProcess) -> Iterator[ServerProcess]:
+    with ServerProcess(cc_backend_env(cc_emulator)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def cc_client(cc_server: ServerProcess) -> Client:
+    return Client(cc_server.url)
+
+
+@pytest.fixture(scope="session", params=["local", "pool", "cc"])
 def client(request: pytest.FixtureRequest) -> Client:
-    """The same suite against each executor."""
+    """The same suite against each executor path."""
     return request.getfixturevalue(f"{request.param}_client")

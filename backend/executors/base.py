@@ -73,5 +73,9 @@ class Executor(ABC):
     def ready(self) -> tuple[bool, str]:
         return True, "ok"
 
+    def stats(self) -> dict[str, Any]:
+        """Figures for /metrics (``piston_executor_<name>``): a number, or {label: number}."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release everything the executor holds (sessions, slots)."""

@@ -22,7 +22,7 @@ from backend.models import Limits, RunSpec
 def test_identifiers_are_unpredictable_and_in_the_safe_charset() -> None:
     ids = {new_identifier() for _ in range(1000)}
     assert len(ids) == 1000
-    assert all(re.fullmatch(r"[A-Za-z0-9_-]{4,128}", i) for i in ids)
+    assert all(re.fullmatch(r"^[a-z0-9-]+$", i) and 4 <= len(i) <= 128 for i in ids)
 
 
 def test_reuse_keeps_one_execution_per_identifier() -> None:
@@ -145,9 +145,9 @@ def test_execute_modes_and_read_timeouts() -> None:
 
 def test_backoff_is_bounded_and_honours_retry_after() -> None:
     for attempt in range(10):
-        wait = client_mod._backoff(attempt, None)
+        wait = client_mod.backoff(attempt, None)
         assert 0.2 <= wait <= client_mod.BACKOFF_CAP_S
-    assert 3 <= client_mod._backoff(0, 3.0) <= 3.5
+    assert 3 <= client_mod.backoff(0, 3.0) <= 3.5
     assert client_mod._retry_after("2") == 2.0
     assert client_mod._retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
     assert client_mod._retry_after("100000") == client_mod.RETRY_AFTER_CAP_S

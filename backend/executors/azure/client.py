@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -67,7 +68,33 @@ class SessionsAuthError(SessionsResponseError):
 
 
 class SessionsPoolFullError(SessionsResponseError):
-    """404 on a call that allocates a session: the pool is at maxConcurrentSessions."""
+    """404 on a call that allocates a session: the pool is at maxConcurrentSessions.
+
+    ``stated``: the body said so; otherwise it is the documented reading of a bare 404 for
+    a new identifier, which a wrong endpoint also gives.
+    """
+
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None,
+                 *, stated: bool = False) -> None:
+        super().__init__(status, code, message, retry_after)
+        self.stated = stated
+
+
+class SessionsNotFoundError(SessionsResponseError):
+    """Any other 404. ``what``: "pool" or "session" when the body says which, else "unknown"."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None,
+                 *, what: str = "unknown") -> None:
+        super().__init__(status, code, message, retry_after)
+        self.what = what
+
+
+# What a 404 body may say. Guess for the pool-full name (no source shows the live code); the
+# other names are the live and emulated codes in the research note (1.6, 1.7).
+POOL_FULL_CODES = frozenset({"MaxConcurrentSessionsReached", "SessionPoolFull", "SessionPoolCapacityReached"})
+POOL_FULL_MESSAGE = re.compile(r"max(imum)?\b.{0,30}concurrent sessions|pool is full", re.I)
+POOL_MISSING_SUFFIXES = ("PoolNotFound", "ResourceNotFound", "ResourceGroupNotFound", "SubscriptionNotFound")
+SESSION_MISSING_CODES = frozenset({"SessionWithIdentifierNotFound", "SessionNotFound"})
 
 
 @dataclass(frozen=True)
@@ -149,7 +176,8 @@ class SessionsClient:
         """SESSION_REQUEST_TIMEOUT caps the wait, but never below the execution's own timeout + 2 s."""
         return max(timeout_s + 2.0, min(timeout_s + READ_MARGIN_S, self.request_timeout))
 
-    def execute(self, identifier: str, code: str, *, timeout_s: int, deadline: float | None = None) -> ExecutionOutput:
+    def execute(self, identifier: str, code: str, *, timeout_s: int, deadline: float | None = None,
+                fresh: bool = False) -> ExecutionOutput:
         """Run ``code`` synchronously in the session; 200/202 bodies of both generations are understood."""
         index = self._mode_index
         while True:
@@ -160,7 +188,7 @@ class SessionsClient:
             try:
                 response = self._call(
                     "POST", mode.route, identifier, op="execute", json=body, api_version=mode.api_version,
-                    read_timeout=self.execute_read_timeout(timeout_s), deadline=deadline,
+                    read_timeout=self.execute_read_timeout(timeout_s), deadline=deadline, fresh=fresh,
                 )
             except SessionsResponseError as exc:
                 if exc.status == 400 and exc.code == "SessionPropertiesMissing" and index + 1 < len(self._modes):
@@ -174,11 +202,36 @@ class SessionsClient:
                 log.warning("session pool accepts %s; using it from now on", mode)
             return self._execution_output(response, identifier, mode, timeout_s)
 
-    def upload(self, identifier: str, name: str, data: bytes, *, deadline: float | None = None) -> None:
+    def upload(self, identifier: str, name: str, data: bytes, *, deadline: float | None = None,
+               fresh: bool = False) -> None:
         route = "files/upload" if self.mode.legacy else "files"
         self._call("POST", route, identifier, op="upload", api_version=self.mode.api_version,
                    files={"file": (name, data, "application/octet-stream")}, read_timeout=FILE_TIMEOUT_S,
-                   deadline=deadline)
+                   deadline=deadline, fresh=fresh)
+
+    def forward(self, method: str, path: str, identifier: str, *, json: Any = None, read_timeout: float,
+                deadline: float | None = None, fresh: bool = False) -> Any:
+        """A custom-container call: ``path`` after the endpoint, routed by ``identifier``; the JSON answer.
+
+        [DOC sessions-custom-container.md] shows only ``?identifier=`` on these calls: no api-version.
+        """
+        response = self._call(method, path, identifier, op="forward", api_version="", json=json,
+                              read_timeout=read_timeout, deadline=deadline, fresh=fresh)
+        return _json_any(response)
+
+    def stop_session(self, identifier: str, *, retries: int = 1) -> None:
+        """[DOC sessions-custom-container.md, 2026 revision] custom-container pools have no DELETE /session."""
+        self._call("POST", ".management/stopSession", identifier, op="delete_session",
+                   api_version="2025-02-02-preview", read_timeout=FILE_TIMEOUT_S, retries=retries)
+
+    def ping(self, *, timeout_s: float = 5.0) -> int:
+        """GET the endpoint itself (no identifier: no session is allocated); the status it answers."""
+        try:
+            return self._call("GET", "", None, op="ping", api_version="", read_timeout=timeout_s, retries=0).status_code
+        except SessionsAuthError:
+            raise
+        except SessionsResponseError as exc:
+            return exc.status
 
     def download(self, identifier: str, name: str) -> bytes:
         route = f"files/content/{quote(name)}" if self.mode.legacy else f"files/{quote(name)}/content"
@@ -203,12 +256,15 @@ class SessionsClient:
     def _call(
         self, method: str, route: str, identifier: str | None, *, op: str, read_timeout: float,
         api_version: str | None = None, json: Any = None, files: Any = None, deadline: float | None = None,
-        retries: int | None = None,
+        retries: int | None = None, fresh: bool = False,
     ) -> requests.Response:
-        params = {"api-version": api_version or self.api_version}
+        """One operation with retries. ``api_version`` "" sends none; ``fresh``: the identifier is new."""
+        params: dict[str, str] = {}
+        if api_version != "":
+            params["api-version"] = api_version or self.api_version
         if identifier is not None:
             params["identifier"] = identifier
-        url = f"{self.endpoint}/{route}"
+        url = f"{self.endpoint}/{route}" if route else self.endpoint + "/"
         max_retries = self.max_retries if retries is None else retries
         attempt = 0
         refreshed = False
@@ -230,7 +286,7 @@ class SessionsClient:
             else:
                 if response.status_code < 400:
                     return response
-                error, cause = _response_error(response, op, identifier), None  # type: ignore[assignment]
+                error, cause = _response_error(response, op, identifier, fresh), None  # type: ignore[assignment]
                 if isinstance(error, SessionsAuthError):
                     self.tokens.invalidate(token)
                     if error.status == 401 and not refreshed:
@@ -238,23 +294,18 @@ class SessionsClient:
                         continue
             kind = _kind(error)
             if isinstance(error, SessionsPoolFullError):
-                # Back-pressure, not a failure: wait for a session to free up until the deadline
-                # (the last wait is cut short so that the final try lands on it).
-                remaining = 0.0 if deadline is None else deadline - time.monotonic()
-                if remaining < 0.05:
-                    self._count(self.faults, kind)
-                    raise error
-                wait = min(_backoff(attempt, error.retry_after), remaining)
-            else:
-                retryable = isinstance(error, SessionsRequestError) or (
-                    isinstance(error, SessionsResponseError) and (error.status in RETRY_STATUSES or error.status == 403)
-                )
-                wait = _backoff(attempt, getattr(error, "retry_after", None))
-                if not retryable or attempt >= max_retries or (deadline is not None and time.monotonic() + wait > deadline):
-                    if attempt:
-                        log.warning("%s %s: giving up after %d retries: %s", method, route, attempt, error)
-                    self._count(self.faults, kind)
-                    raise error from cause
+                # Back-pressure, not a failure: the connection waits for room (or a warm session of ours).
+                self._count(self.faults, kind)
+                raise error
+            retryable = isinstance(error, SessionsRequestError) or (
+                isinstance(error, SessionsResponseError) and (error.status in RETRY_STATUSES or error.status == 403)
+            )
+            wait = backoff(attempt, getattr(error, "retry_after", None))
+            if not retryable or attempt >= max_retries or (deadline is not None and time.monotonic() + wait > deadline):
+                if attempt:
+                    log.warning("%s %s: giving up after %d retries: %s", method, route, attempt, error)
+                self._count(self.faults, kind)
+                raise error from cause
             self._count(self.retries, kind)
             log.info("%s %s: %s; retry %d in %.2f s", method, route, error, attempt + 1, wait)
             time.sleep(wait)
@@ -296,7 +347,16 @@ def _json(response: requests.Response) -> dict[str, Any]:
     return body
 
 
-def _response_error(response: requests.Response, op: str, identifier: str | None) -> SessionsResponseError:
+def _json_any(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise SessionsResponseError(response.status_code, "InvalidResponse",
+                                    f"not JSON: {response.text[:200]!r}") from exc
+
+
+def _response_error(response: requests.Response, op: str, identifier: str | None,
+                    fresh: bool = False) -> SessionsResponseError:
     code, message = response.headers.get("x-ms-error-code") or "", ""
     try:
         error = response.json().get("error") or {}
@@ -313,10 +373,24 @@ def _response_error(response: requests.Response, op: str, identifier: str | None
         return SessionsThrottledError(status, code, message, retry_after)
     if status in (401, 403):
         return SessionsAuthError(status, code, message, retry_after)
-    if status == 404 and op in ("execute", "upload") and not code.endswith(("PoolNotFound", "ResourceNotFound")):
-        # [DOC session-pool.md] requests beyond maxConcurrentSessions get 404.
-        return SessionsPoolFullError(status, code, message, retry_after)
+    if status == 404:
+        return _not_found(code, message, retry_after, allocating=fresh and op in ("execute", "upload", "forward"))
     return SessionsResponseError(status, code, message, retry_after)
+
+
+def _not_found(code: str, message: str, retry_after: float | None, *, allocating: bool) -> SessionsResponseError:
+    """A 404 body that says what it is wins; a bare 404 for a new identifier is the documented full pool
+    ([DOC session-pool.md] requests beyond maxConcurrentSessions get 404); one for an identifier that
+    has worked is not (its session is gone, or the route is wrong)."""
+    if code in POOL_FULL_CODES or POOL_FULL_MESSAGE.search(message):
+        return SessionsPoolFullError(404, code, message, retry_after, stated=True)
+    if code.endswith(POOL_MISSING_SUFFIXES):
+        return SessionsNotFoundError(404, code, message, retry_after, what="pool")
+    if code in SESSION_MISSING_CODES:
+        return SessionsNotFoundError(404, code, message, retry_after, what="session")
+    if allocating:
+        return SessionsPoolFullError(404, code, message, retry_after)
+    return SessionsNotFoundError(404, code, message, retry_after)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -334,7 +408,7 @@ def _kind(error: SessionsError) -> str:
     return "connection"
 
 
-def _backoff(attempt: int, retry_after: float | None) -> float:
+def backoff(attempt: int, retry_after: float | None) -> float:
     if retry_after is not None:
         return retry_after + random.uniform(0, 0.1 * retry_after + 0.05)
     ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)
