@@ -102,3 +102,28 @@ def test_runtimes_answer_503_until_the_pool_is_probed_then_only_what_it_found() 
 def test_health_shows_the_role() -> None:
     app = create_app(Settings.from_env({}), executor=UnprobedExecutor())
     assert app.test_client().get("/health").get_json()["role"] == "api"
+
+
+@pytest.mark.parametrize(("pool_type", "setting", "isolation", "strategy"), [
+    ("PythonLTS", "auto", None, "fresh"),  # before the probe answered: the safe choice
+    ("PythonLTS", "auto", "none", "fresh"),
+    ("PythonLTS", "auto", "uid", "reuse"),
+    ("PythonLTS", "auto", "userns", "reuse"),
+    ("PythonLTS", "reuse", "none", "reuse"),  # an explicit choice stays (its risk is in the README)
+    ("PythonLTS", "fresh", "uid", "fresh"),
+    ("CustomContainer", "auto", None, "reuse"),  # a fresh sandbox per run inside the session
+    ("CustomContainer", "fresh", None, "fresh"),
+])
+def test_auto_strategy_follows_the_sessions_isolation(pool_type: str, setting: str, isolation: str | None,
+                                                      strategy: str) -> None:
+    from backend.executors.azure.connection import PoolConnection
+
+    s = Settings.from_env({"USE_LOCAL_EXECUTOR": "false", "POOL_MANAGEMENT_ENDPOINT": "http://127.0.0.1:9/p",
+                           "SESSION_STRATEGY": setting, "IDENTITY_ENDPOINT": "http://127.0.0.1:9/msi"})
+    connection = PoolConnection(s, PoolType(pool_type))
+    try:
+        if isolation is not None:
+            connection.set_isolation(isolation)
+        assert connection.leases.strategy == strategy
+    finally:
+        connection.close()
