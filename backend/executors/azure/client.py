@@ -19,21 +19,32 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    ServiceRequestError,
+    ServiceResponseError,
+    ServiceResponseTimeoutError,
+)
+from azure.core.rest import HttpRequest, HttpResponse
 
-from backend.executors.azure.credentials import TokenProvider
+from backend.executors.azure.credentials import TokenUnavailable
+from backend.executors.azure.transport import (
+    RETRY_AFTER_CAP_S,
+    ExecuteMode,
+    build_pipeline,
+    execute_modes,
+)
 
 log = logging.getLogger(__name__)
 
-LEGACY_API_VERSION = "2024-02-02-preview"
-LEGACY_API_VERSIONS = ("2024-02-02-preview", "2024-08-02-preview")
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+__all__ = ["ExecuteMode", "SessionsClient", "execute_modes"]
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 8.0
-RETRY_AFTER_CAP_S = 60.0
 READ_MARGIN_S = 15  # the read timeout of an execution exceeds its own timeout by up to this much
 FILE_TIMEOUT_S = 60
+ALL_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+EXECUTING_OPS = frozenset({"execute", "forward"})  # may run submitted code: retried at most once once sent
 
 
 class SessionsError(Exception):
@@ -98,22 +109,6 @@ SESSION_MISSING_CODES = frozenset({"SessionWithIdentifierNotFound", "SessionNotF
 
 
 @dataclass(frozen=True)
-class ExecuteMode:
-    """One request shape: route, body wrapping, api-version."""
-
-    route: str  # "executions" | "code/execute"
-    wrapped: bool
-    api_version: str
-
-    @property
-    def legacy(self) -> bool:
-        return self.route == "code/execute"
-
-    def __str__(self) -> str:
-        return f"{self.route}/{'wrapped' if self.wrapped else 'flat'}@{self.api_version}"
-
-
-@dataclass(frozen=True)
 class ExecutionOutput:
     succeeded: bool
     stdout: str
@@ -121,22 +116,15 @@ class ExecutionOutput:
     result: Any
 
 
-def execute_modes(api_version: str) -> list[ExecuteMode]:
-    if api_version in LEGACY_API_VERSIONS:
-        return [ExecuteMode("code/execute", True, api_version)]
-    return [
-        ExecuteMode("executions", False, api_version),
-        ExecuteMode("executions", True, api_version),
-        ExecuteMode("code/execute", True, LEGACY_API_VERSION),
-    ]
-
-
 class SessionsClient:
+    """The pool's operations (both kinds) over the transport (transport.py); errors are typed."""
+
     def __init__(
         self,
         endpoint: str,
-        tokens: TokenProvider,
+        credential: TokenCredential,
         *,
+        scope: str = "https://dynamicsessions.io/.default",
         api_version: str,
         connect_timeout: float = 5.0,
         request_timeout: float = 240.0,
@@ -145,30 +133,26 @@ class SessionsClient:
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.host = urlsplit(self.endpoint).netloc
-        self.tokens = tokens
         self.api_version = api_version
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.max_retries = max_retries
+        # azure-core sends no bearer token over plain http; only a local stand-in (the emulator) is.
+        self._enforce_https = urlsplit(self.endpoint).scheme != "http"
         # For /metrics: retries and final failures by kind ("429", "503", "connection", "timeout"...).
         self.retries: dict[str, int] = {}
         self.faults: dict[str, int] = {}
         self._counts_lock = threading.Lock()
-        self._modes = execute_modes(api_version)
-        self._mode_index = 0
-        self._mode_lock = threading.Lock()
-        self._http = requests.Session()
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(pool_size, 4), max_retries=0)
-        self._http.mount("https://", adapter)
-        self._http.mount("http://", adapter)
-        self._http.headers["User-Agent"] = "piston-sessions-backend"
+        self._pipeline, self._shape, self._session = build_pipeline(
+            self.endpoint, credential, scope=scope, api_version=api_version, pool_size=pool_size)
 
     @property
     def mode(self) -> ExecuteMode:
-        return self._modes[self._mode_index]
+        return self._shape.mode
 
     def close(self) -> None:
-        self._http.close()
+        self._pipeline.close()
+        self._session.close()
 
     # ------------------------------------------------------------ operations
 
@@ -179,28 +163,13 @@ class SessionsClient:
     def execute(self, identifier: str, code: str, *, timeout_s: int, deadline: float | None = None,
                 fresh: bool = False) -> ExecutionOutput:
         """Run ``code`` synchronously in the session; 200/202 bodies of both generations are understood."""
-        index = self._mode_index
-        while True:
-            mode = self._modes[index]
-            fields = {"codeInputType": "Inline", "executionType": "Synchronous", "code": code,
-                      "timeoutInSeconds": timeout_s}
-            body = {"properties": fields} if mode.wrapped else fields
-            try:
-                response = self._call(
-                    "POST", mode.route, identifier, op="execute", json=body, api_version=mode.api_version,
-                    read_timeout=self.execute_read_timeout(timeout_s), deadline=deadline, fresh=fresh,
-                )
-            except SessionsResponseError as exc:
-                if exc.status == 400 and exc.code == "SessionPropertiesMissing" and index + 1 < len(self._modes):
-                    index += 1
-                    log.warning("execution body rejected (%s); trying %s", exc.code, self._modes[index])
-                    continue
-                raise
-            if index != self._mode_index:
-                with self._mode_lock:
-                    self._mode_index = index
-                log.warning("session pool accepts %s; using it from now on", mode)
-            return self._execution_output(response, identifier, mode, timeout_s)
+        fields = {"codeInputType": "Inline", "executionType": "Synchronous", "code": code,
+                  "timeoutInSeconds": timeout_s}
+        response = self._call("POST", self.mode.route, identifier, op="execute", execute_fields=fields,
+                              read_timeout=self.execute_read_timeout(timeout_s), deadline=deadline, fresh=fresh)
+        legacy = "/code/execute?" in response.request.url
+        api_version = self.mode.api_version
+        return self._execution_output(response, identifier, legacy, api_version, timeout_s)
 
     def upload(self, identifier: str, name: str, data: bytes, *, deadline: float | None = None,
                fresh: bool = False) -> None:
@@ -256,70 +225,50 @@ class SessionsClient:
     def _call(
         self, method: str, route: str, identifier: str | None, *, op: str, read_timeout: float,
         api_version: str | None = None, json: Any = None, files: Any = None, deadline: float | None = None,
-        retries: int | None = None, fresh: bool = False,
-    ) -> requests.Response:
-        """One operation with retries. ``api_version`` "" sends none; ``fresh``: the identifier is new."""
+        retries: int | None = None, fresh: bool = False, execute_fields: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """One operation through the pipeline. ``api_version`` "" sends none; ``fresh``: the identifier is new."""
         params: dict[str, str] = {}
         if api_version != "":
             params["api-version"] = api_version or self.api_version
         if identifier is not None:
             params["identifier"] = identifier
         url = f"{self.endpoint}/{route}" if route else self.endpoint + "/"
+        request = HttpRequest(method, url, params=params, json=json, files=files)
         max_retries = self.max_retries if retries is None else retries
-        attempt = 0
-        refreshed = False
-        while True:
-            token = self.tokens.token()
-            try:
-                response = self._http.request(
-                    method, url, params=params, json=json, files=files,
-                    headers={"Authorization": f"Bearer {token}"}, timeout=(self.connect_timeout, read_timeout),
-                )
-            except requests.exceptions.ConnectTimeout as exc:
-                error: SessionsError = SessionsRequestError(f"connecting to {self.host} timed out")
-                cause: BaseException = exc
-            except requests.exceptions.ReadTimeout as exc:
-                self._count(self.faults, "timeout")
-                raise SessionsTimeoutError(f"{self.host} did not answer within {read_timeout:g} s ({op})") from exc
-            except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-                error, cause = SessionsRequestError(f"connection to {self.host} failed: {_reason(exc)}"), exc
-            else:
-                if response.status_code < 400:
-                    return response
-                error, cause = _response_error(response, op, identifier, fresh), None  # type: ignore[assignment]
-                if isinstance(error, SessionsAuthError):
-                    self.tokens.invalidate(token)
-                    if error.status == 401 and not refreshed:
-                        refreshed = True  # an expired or revoked token: one immediate retry with a new one
-                        continue
-            kind = _kind(error)
-            if isinstance(error, SessionsPoolFullError):
-                # Back-pressure, not a failure: the connection waits for room (or a warm session of ours).
-                self._count(self.faults, kind)
-                raise error
-            retryable = isinstance(error, SessionsRequestError) or (
-                isinstance(error, SessionsResponseError) and (error.status in RETRY_STATUSES or error.status == 403)
-            )
-            wait = backoff(attempt, getattr(error, "retry_after", None))
-            if not retryable or attempt >= max_retries or (deadline is not None and time.monotonic() + wait > deadline):
-                if attempt:
-                    log.warning("%s %s: giving up after %d retries: %s", method, route, attempt, error)
-                self._count(self.faults, kind)
-                raise error from cause
-            self._count(self.retries, kind)
-            log.info("%s %s: %s; retry %d in %.2f s", method, route, error, attempt + 1, wait)
-            time.sleep(wait)
-            attempt += 1
+        options: dict[str, Any] = {
+            "connection_timeout": self.connect_timeout, "read_timeout": read_timeout,
+            "retry_total": max_retries, "retry_connect": max_retries, "retry_read": max_retries,
+            "retry_status": max_retries, "retry_on_methods": ALL_METHODS, "deadline": deadline,
+            "maybe_executed_retries": 1 if op in EXECUTING_OPS else None,
+            "on_retry": lambda kind: self._count(self.retries, kind), "enforce_https": self._enforce_https,
+        }
+        if execute_fields is not None and identifier is not None:
+            options["execute_fields"] = (identifier, execute_fields)
+        try:
+            response = self._pipeline.send_request(request, **options)
+        except ClientAuthenticationError as exc:
+            raise TokenUnavailable(str(exc.message)) from exc
+        except ServiceResponseTimeoutError as exc:
+            self._count(self.faults, "timeout")
+            raise SessionsTimeoutError(f"{self.host} did not answer within {read_timeout:g} s ({op})") from exc
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            self._count(self.faults, "connection")
+            raise SessionsRequestError(f"connection to {self.host} failed: {_reason(exc)}") from exc
+        if response.status_code < 400:
+            return response
+        error = _response_error(response, op, identifier, fresh)
+        self._count(self.faults, _kind(error))
+        raise error
 
     def _count(self, counter: dict[str, int], kind: str) -> None:
         with self._counts_lock:
             counter[kind] = counter.get(kind, 0) + 1
 
-    def _execution_output(
-        self, response: requests.Response, identifier: str, mode: ExecuteMode, timeout_s: int
-    ) -> ExecutionOutput:
+    def _execution_output(self, response: HttpResponse, identifier: str, legacy: bool, api_version: str,
+                          timeout_s: int) -> ExecutionOutput:
         body = _json(response)
-        if mode.legacy:
+        if legacy:
             props = body.get("properties") or {}
             return ExecutionOutput(props.get("status") == "Success", props.get("stdout") or "",
                                    props.get("stderr") or "", props.get("result"))
@@ -330,43 +279,45 @@ class SessionsClient:
                 raise SessionsTimeoutError(f"execution on {self.host} still running after {timeout_s} s")
             time.sleep(0.2)
             body = _json(self._call("GET", f"executions/{quote(str(body.get('id', '')))}", identifier,
-                                    op="execution_get", read_timeout=FILE_TIMEOUT_S, api_version=mode.api_version))
+                                    op="execution_get", read_timeout=FILE_TIMEOUT_S, api_version=api_version))
         result = body.get("result") or {}
         return ExecutionOutput(body.get("status") == "Succeeded", result.get("stdout") or "",
                                result.get("stderr") or "", result.get("executionResult"))
 
 
-def _json(response: requests.Response) -> dict[str, Any]:
+def _json(response: HttpResponse) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError as exc:
         raise SessionsResponseError(response.status_code, "InvalidResponse",
-                                    f"not JSON: {response.text[:200]!r}") from exc
+                                    f"not JSON: {response.text()[:200]!r}") from exc
     if not isinstance(body, dict):
         raise SessionsResponseError(response.status_code, "InvalidResponse", "not a JSON object")
     return body
 
 
-def _json_any(response: requests.Response) -> Any:
+def _json_any(response: HttpResponse) -> Any:
     try:
         return response.json()
     except ValueError as exc:
         raise SessionsResponseError(response.status_code, "InvalidResponse",
-                                    f"not JSON: {response.text[:200]!r}") from exc
+                                    f"not JSON: {response.text()[:200]!r}") from exc
 
 
-def _response_error(response: requests.Response, op: str, identifier: str | None,
+def _response_error(response: HttpResponse, op: str, identifier: str | None,
                     fresh: bool = False) -> SessionsResponseError:
     code, message = response.headers.get("x-ms-error-code") or "", ""
     try:
-        error = response.json().get("error") or {}
-        code, message = error.get("code") or code, error.get("message") or ""
+        body = response.json()
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        # Azure's {"error": {code, message}}, or a custom container's own (Piston's {"message"}).
+        code, message = error.get("code") or code, error.get("message") or body.get("message") or ""
     except (ValueError, AttributeError):
-        message = response.text[:300]
+        message = response.text()[:300]
     if identifier:
         # Messages reach logs and, through the service's errors, clients: never the identifier itself.
         message = message.replace(identifier, "<session>")
-    code = code or response.reason or "Error"
+    code = code or response.reason or "Error"  # type: ignore[assignment]
     retry_after = _retry_after(response.headers.get("Retry-After"))
     status = response.status_code
     if status == 429:

@@ -33,7 +33,7 @@ from backend.executors.azure.client import (
     SessionsTimeoutError,
     backoff,
 )
-from backend.executors.azure.credentials import TokenProvider, TokenUnavailable, build_credential
+from backend.executors.azure.credentials import ObservedCredential, TokenUnavailable, build_credential
 from backend.executors.azure.endpoint import EndpointError, resolve_endpoint
 from backend.executors.azure.leases import Lease, LeasePool
 from backend.runtimes import Runtime
@@ -69,8 +69,8 @@ class PoolConnection:
         self.settings = settings
         self.pool_type = pool_type
         self._endpoint = endpoint
-        self.credential = credential or build_credential(settings)
-        self.tokens = TokenProvider(self.credential, settings.sessions_token_scope)
+        self.credential = credential or build_credential(settings)  # also reads ARM, for the endpoint
+        self.tokens = ObservedCredential(self.credential, settings.sessions_token_scope)
         self.endpoint_error: str | None = None  # resolving failed, or the first probe found no pool there
         self._client: SessionsClient | None = None
         self._client_lock = threading.Lock()
@@ -110,7 +110,8 @@ class PoolConnection:
                     raise ExecutorUnavailable(f"session pool endpoint unavailable: {exc}") from exc
                 self.endpoint_error = None
                 self._client = SessionsClient(
-                    endpoint, self.tokens, api_version=self.settings.sessions_api_version,
+                    endpoint, self.tokens, scope=self.settings.sessions_token_scope,
+                    api_version=self.settings.sessions_api_version,
                     request_timeout=self.settings.session_request_timeout,
                     max_retries=self.settings.session_max_retries,
                     pool_size=self.settings.max_concurrent_jobs + 4,
@@ -240,7 +241,7 @@ class PoolConnection:
             client = self.client()
             if self.endpoint_error:
                 return False, self.endpoint_error
-            self.tokens.token()
+            self.tokens.check()
             return True, reach(client)
         except ExecutorUnavailable as exc:
             return False, exc.message
