@@ -13,6 +13,7 @@ import hashlib
 import logging
 import threading
 import time
+from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ from backend.executors.azure.client import (
 from backend.executors.azure.credentials import ObservedCredential, TokenUnavailable, build_credential
 from backend.executors.azure.endpoint import EndpointError, resolve_endpoint
 from backend.executors.azure.leases import Lease, LeasePool
+from backend.executors.base import Executor
 from backend.runtimes import Runtime
 
 log = logging.getLogger(__name__)
@@ -120,6 +122,11 @@ class PoolConnection:
 
     def queue_deadline(self) -> float:
         return time.monotonic() + self.settings.queue_timeout / 1000
+
+    def check_validation(self, exc: SessionsPoolFullError) -> None:
+        """At the first probe, a bare 404 for a new identifier says the endpoint is wrong, not the pool full."""
+        if not exc.stated:
+            raise ExecutorUnavailable(self.invalid_endpoint(exc)) from exc
 
     def invalid_endpoint(self, exc: SessionsResponseError) -> str:
         """Record that the endpoint answers 404 for a new session; the message /ready shows."""
@@ -287,6 +294,52 @@ class PoolConnection:
         self._janitor.shutdown(wait=True, cancel_futures=False)
         if client is not None:
             client.close()
+
+
+class PoolExecutor(Executor):
+    """What both pool kinds' executors share: the connection, the probed runtimes, readiness."""
+
+    def __init__(self, settings: Settings, connection: PoolConnection) -> None:
+        self.settings = settings
+        self.connection = connection
+        self.leases = connection.leases
+        self.tokens = connection.tokens
+        self.probed = ProbedRuntimes(self._probe)
+        self.probed.start()
+
+    @abstractmethod
+    def _probe(self) -> list[Runtime]:
+        """Ask a session what it offers (on a new identifier: this validates the endpoint too)."""
+
+    @abstractmethod
+    def _reachable(self, client: SessionsClient) -> str:
+        """Ask the pool something cheap; what it answered."""
+
+    def client(self) -> SessionsClient:
+        return self.connection.client()
+
+    def runtimes(self) -> list[Runtime]:
+        """What the pool really offers; ExecutorUnavailable (503) until its probe answered."""
+        return self.probed.get()
+
+    def check_open(self) -> None:
+        if self.connection.closed:
+            raise ExecutorUnavailable("the session pool executor is shut down")
+        self.client()
+
+    def stats(self) -> dict[str, Any]:
+        """For /metrics (piston_executor_*): session leases, upstream retries and faults, token fetches."""
+        return self.connection.stats()
+
+    def ready(self) -> tuple[bool, str]:
+        return self.connection.ready(self._ready_answer)
+
+    def _ready_answer(self, client: SessionsClient) -> str:
+        self.probed.get()  # not ready before the runtimes are known: nothing could be validated
+        return self._reachable(client)
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 class ProbedRuntimes:

@@ -19,9 +19,9 @@ from typing import Any
 from backend.config import PoolType, Settings
 from backend.errors import ExecutorUnavailable, UpstreamError
 from backend.executors.azure.client import SessionsClient, SessionsPoolFullError
-from backend.executors.azure.connection import Holder, PoolConnection, ProbedRuntimes
+from backend.executors.azure.connection import Holder, PoolConnection, PoolExecutor
 from backend.executors.azure.leases import Lease
-from backend.executors.base import Box, Executor
+from backend.executors.base import Box
 from backend.models import Comparison, Limits, Program, RunSpec, StageResult
 from backend.runtimes import LANGUAGES, Runtime
 
@@ -31,33 +31,21 @@ PROBE_TIMEOUT_S = 60.0  # a new session starts the service and probes its toolch
 OVERHEAD_S = 15.0  # session start-up, sandbox set-up and cleanup on top of the stages' own limits
 
 
-class CustomContainerExecutor(Executor):
+class CustomContainerExecutor(PoolExecutor):
     name = "azure-custom-container"
 
     def __init__(self, settings: Settings, connection: PoolConnection | None = None) -> None:
-        self.settings = settings
-        self.connection = connection or PoolConnection(settings, PoolType.CUSTOM_CONTAINER)
         self.session_health: dict[str, Any] | None = None
-        self.probed = ProbedRuntimes(self._probe)
-        self.probed.start()
-
-    def client(self) -> SessionsClient:
-        return self.connection.client()
-
-    def runtimes(self) -> list[Runtime]:
-        return self.probed.get()
+        super().__init__(settings, connection or PoolConnection(settings, PoolType.CUSTOM_CONTAINER))
 
     def _probe(self) -> list[Runtime]:
         """A session's own /api/v2/runtimes (and its /health, for the sandbox mode it got)."""
         def ask(lease: Lease) -> list[Any]:
-            fresh = lease.uses == 0
-            lease.uses += 1
             try:
                 listed = self.client().forward("GET", "api/v2/runtimes", lease.identifier,
-                                               read_timeout=PROBE_TIMEOUT_S, fresh=fresh)
+                                               read_timeout=PROBE_TIMEOUT_S, fresh=lease.use())
             except SessionsPoolFullError as exc:
-                if not exc.stated:  # a bare 404 for a new identifier at start: the endpoint is wrong
-                    raise ExecutorUnavailable(self.connection.invalid_endpoint(exc)) from exc
+                self.connection.check_validation(exc)
                 raise
             health = self.client().forward("GET", "health", lease.identifier, read_timeout=PROBE_TIMEOUT_S)
             self.session_health = health if isinstance(health, dict) else None
@@ -72,9 +60,7 @@ class CustomContainerExecutor(Executor):
 
     @contextlib.contextmanager
     def open(self, program: Program, runtime: Runtime) -> Iterator[Box]:
-        if self.connection.closed:
-            raise ExecutorUnavailable("the session pool executor is shut down")
-        self.client()
+        self.check_open()
         if runtime not in self.probed.get():
             raise ExecutorUnavailable(f"the session pool has no {runtime.language}-{runtime.version} runtime")
         box = ContainerBox(self.connection, self.connection.lease(), program, runtime)
@@ -96,22 +82,11 @@ class CustomContainerExecutor(Executor):
             },
         }
 
-    def stats(self) -> dict[str, Any]:
-        return self.connection.stats()
-
-    def ready(self) -> tuple[bool, str]:
-        return self.connection.ready(self._reachable)
-
     def _reachable(self, client: SessionsClient) -> str:
-        self.probed.get()  # not ready before the runtimes are known: nothing could be validated
         status = client.ping()
         if status >= 500:
             raise ExecutorUnavailable(f"the session pool answered {status} at its endpoint")
         return f"session pool reachable (its endpoint answered {status})"
-
-    def close(self) -> None:
-        self.connection.close()
-
 
 class ContainerBox(Box, Holder):
     def __init__(self, connection: PoolConnection, lease: Lease, program: Program, runtime: Runtime) -> None:
@@ -171,8 +146,7 @@ class ContainerBox(Box, Holder):
     def _post(self, path: str, body: dict[str, Any], *, budget_ms: int) -> dict[str, Any]:
         def call(lease: Lease) -> dict[str, Any]:
             client = self.connection.client()
-            fresh = lease.uses == 0
-            lease.uses += 1
+            fresh = lease.use()
             read_timeout = client.execute_read_timeout(int(budget_ms / 1000 + OVERHEAD_S))
             answer = client.forward("POST", path, lease.identifier, json=body, read_timeout=read_timeout,
                                     deadline=self.connection.queue_deadline(), fresh=fresh)

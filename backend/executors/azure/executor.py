@@ -23,12 +23,12 @@ from backend.executors.azure.client import SessionsClient, SessionsPoolFullError
 from backend.executors.azure.connection import (
     Holder,
     PoolConnection,
-    ProbedRuntimes,
+    PoolExecutor,
     SessionBroken,
     fingerprint,
 )
 from backend.executors.azure.leases import Lease
-from backend.executors.base import Box, Executor
+from backend.executors.base import Box
 from backend.models import Comparison, Program, RunSpec, StageResult
 from backend.runtimes import Runtime
 
@@ -48,26 +48,12 @@ def isolation_of(info: dict[str, Any]) -> str:
     return "uid" if info.get("euid") == 0 else "none"
 
 
-class SessionPoolExecutor(Executor):
+class SessionPoolExecutor(PoolExecutor):
     name = "azure-sessions"
 
     def __init__(self, settings: Settings, connection: PoolConnection | None = None) -> None:
-        self.settings = settings
-        self.connection = connection or PoolConnection(settings, PoolType.PYTHON_LTS)
-        self.leases = self.connection.leases
-        self.tokens = self.connection.tokens
         self.isolation: str | None = None
-        self.probed = ProbedRuntimes(self._probe)
-        self.probed.start()
-
-    def client(self) -> SessionsClient:
-        return self.connection.client()
-
-    # ------------------------------------------------------------ Executor
-
-    def runtimes(self) -> list[Runtime]:
-        """What the pool really offers, probed through the harness; ExecutorUnavailable until known."""
-        return self.probed.get()
+        super().__init__(settings, connection or PoolConnection(settings, PoolType.PYTHON_LTS))
 
     def _probe(self) -> list[Runtime]:
         request = harness.probe_request()
@@ -93,9 +79,7 @@ class SessionPoolExecutor(Executor):
 
     @contextlib.contextmanager
     def open(self, program: Program, runtime: Runtime) -> Iterator[Box]:
-        if self.connection.closed:
-            raise ExecutorUnavailable("the session pool executor is shut down")
-        self.client()
+        self.check_open()
         session_runtime = self._session_runtime(runtime)
         box = SessionBox(self, self.connection.lease(), program, session_runtime)
         try:
@@ -117,19 +101,8 @@ class SessionPoolExecutor(Executor):
             },
         }
 
-    def stats(self) -> dict[str, Any]:
-        """For /metrics (piston_executor_*): session leases, upstream retries and faults, token fetches."""
-        return self.connection.stats()
-
-    def ready(self) -> tuple[bool, str]:
-        return self.connection.ready(self._reachable)
-
     def _reachable(self, client: SessionsClient) -> str:
-        self.probed.get()  # not ready before the runtimes are known: nothing could be validated
         return _metadata_answers(client)
-
-    def close(self) -> None:
-        self.connection.close()
 
     # ------------------------------------------------------------ one round trip
 
@@ -143,8 +116,7 @@ class SessionPoolExecutor(Executor):
         request_json = harness.encode(request)
         timeout_s = int(min(MAX_EXECUTION_S, math.ceil(budget)))
         deadline = None if validating else self.connection.queue_deadline()
-        fresh = lease.uses == 0
-        lease.uses += 1
+        fresh = lease.use()
         try:
             if len(request_json) > harness.INLINE_INPUT_MAX:
                 name = f"piston-in-{nonce}.json"
@@ -173,8 +145,8 @@ class SessionPoolExecutor(Executor):
         except harness.HarnessError as exc:
             raise SessionBroken(str(exc)) from exc
         except SessionsPoolFullError as exc:
-            if validating and not exc.stated:
-                raise ExecutorUnavailable(self.connection.invalid_endpoint(exc)) from exc
+            if validating:
+                self.connection.check_validation(exc)
             raise
 
 

@@ -37,6 +37,11 @@ class Lease:
     last_used: float = field(default_factory=time.monotonic)
     uses: int = 0
 
+    def use(self) -> bool:
+        """Count a call on this session; True when it is the first (the pool allocates it then)."""
+        self.uses += 1
+        return self.uses == 1
+
 
 class LeasePool:
     """At most ``capacity`` identifiers in use at once; idle ones reused newest first."""
