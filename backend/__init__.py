@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from flask import Flask
 
 from backend.config import Settings, load_settings
-from backend.executors.base import Executor
+from backend.executors.base import Executor, Fallback
 from backend.observability import Metrics, configure_logging, install_request_hooks
 from backend.security import install_api_keys, install_cors
 from backend.service import Admission, ExecutionService
@@ -38,7 +38,7 @@ def build_executor(settings: Settings) -> tuple[Executor, Executor | None]:
         return LocalExecutor(settings), None
     from backend.executors.azure import build_pool_executor
 
-    fallback = LocalExecutor(settings) if settings.fallback_to_local else None
+    fallback = Fallback(LocalExecutor(settings)) if settings.fallback_to_local else None
     return build_pool_executor(settings), fallback
 
 

@@ -505,3 +505,17 @@ def test_auto_strategy_reuses_where_the_probe_shows_per_run_isolation(azure: Bac
     health = azure.health()["sessions"]
     assert health["strategy_setting"] == "auto"
     assert health["isolation"] in ("uid", "userns") and health["strategy"] == "reuse"
+
+
+def test_an_execution_that_may_have_run_is_retried_at_most_once(azure: Backend, emu: EmulatorProcess) -> None:
+    azure.run("python", "print(0)")
+    for fault in ({"status": 500}, {"drop": True}):
+        before = calls(emu)
+        emu.set_fault(operation="execute", count=2, **fault)
+        try:
+            response = azure.post({"language": "python", "version": "*", "files": [{"content": "print(1)"}]})
+            assert response.status_code in (502, 503), response.text
+            assert calls(emu) - before == 2, fault  # the first try and one retry, never a third
+        finally:
+            emu.clear_faults()
+    assert azure.run("python", "print(2)")["run"]["stdout"] == "2\n"

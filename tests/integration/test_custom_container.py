@@ -291,3 +291,16 @@ def test_pool_kind_read_from_arm(cc_emulator: EmulatorProcess) -> None:
         assert client.execute("c", ECHO_EXIT3["c"][1], files=[{"name": ECHO_EXIT3["c"][0],
                                                                "content": ECHO_EXIT3["c"][1]}],
                               stdin="arm\n")["run"]["code"] == 3
+
+
+def test_fallback_to_local_works_on_this_path_too(cc_emulator: EmulatorProcess) -> None:
+    with backend(cc_emulator, FALLBACK_TO_LOCAL="true", SESSION_MAX_RETRIES="1") as client:
+        assert client.execute("python", "print('pool')")["run"]["stdout"] == "pool\n"
+        cc_emulator.set_fault(operation="container", status=503)
+        try:
+            response = client.post("/api/v2/execute", {"language": "python", "version": "*",
+                                                       "files": [{"content": "print(input())"}], "stdin": "local"})
+            assert response.status_code == 200 and response.json()["run"]["stdout"] == "local\n"
+            assert "ran on the local executor" in response.headers["X-Piston-Notes"]
+        finally:
+            cc_emulator.clear_faults()
