@@ -1,11 +1,10 @@
-"""SessionsClient: the dynamic sessions data plane over HTTP (there is no Python data-plane SDK).
+"""SessionsClient: the operations of both pool kinds (there is no Python data-plane SDK).
 
-One ``requests.Session`` with a keep-alive pool sized for the worker's concurrency; a
-bearer token on every call; bounded retries with exponential backoff and jitter on 429
-(Retry-After honoured), 5xx, dropped connections and 403 (role assignments take minutes
-to propagate, and a fresh token helps); 401 re-fetches the token once. Execution bodies
-drift between API generations, so on 400 ``SessionPropertiesMissing`` the next shape is
-tried and the one that worked is remembered (research note §1.4).
+Code interpreters: executions (both API generations), files, session delete, metadata.
+Custom containers: any path forwarded to the session, ``.management/stopSession``. Every
+call goes through the one azure-core pipeline of ``transport.py`` (token, retries, body
+shape); what comes back as an error status becomes a typed ``Sessions*Error`` here, and a
+404 is read for what it says (a full pool, a missing pool, a lost session).
 """
 
 from __future__ import annotations
