@@ -304,3 +304,20 @@ def test_fallback_to_local_works_on_this_path_too(cc_emulator: EmulatorProcess) 
             assert "ran on the local executor" in response.headers["X-Piston-Notes"]
         finally:
             cc_emulator.clear_faults()
+
+
+def test_a_session_without_namespaces_gets_uid_separation_and_still_keeps_runs_apart() -> None:
+    """A custom-container session may allow uid separation but no namespaces: the session takes the
+    strongest mode it has, says so, and runs stay apart and blind to the backend's secrets."""
+    with EmulatorProcess(pool_type="CustomContainer", session_app_dir=str(REPO), ready_sessions=1, max_sessions=4,
+                         kernel_start_timeout=90, session_env=["SANDBOX_MODE=uid"]) as emu, backend(emu) as client:
+        mode = client.get("/health").json()["sessions"]["session_sandbox_mode"]
+        assert mode.startswith("uid"), mode
+        leak = "/tmp/cc-uid-leak-" + secrets.token_hex(4)
+        first = client.execute("python", f"import os\nopen('{leak}', 'w').write('x')\nprint(os.getuid())")
+        second = client.execute("python", f"import os\nprint(os.path.exists('{leak}'), os.getuid())")
+        assert second["run"]["stdout"].split()[0] == "False", second
+        assert int(first["run"]["stdout"]) >= 64000 and int(second["run"]["stdout"].split()[1]) >= 64000
+        assert not Path(leak).exists()
+        secret = client.execute("python", "import os\nprint(sorted(os.environ))")["run"]["stdout"]
+        assert "PISTON_TEST_SECRET" not in secret and "IDENTITY_HEADER" not in secret
