@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from flask import Flask
 
 from backend.config import Settings, load_settings
-from backend.executors.base import Executor
+from backend.executors.base import Executor, Fallback
 from backend.observability import Metrics, configure_logging, install_request_hooks
 from backend.security import install_api_keys, install_cors
 from backend.service import Admission, ExecutionService
@@ -34,12 +34,12 @@ def build_executor(settings: Settings) -> tuple[Executor, Executor | None]:
     """The primary executor and, when configured, the local fallback."""
     from backend.executors.local.executor import LocalExecutor
 
-    if settings.use_local_executor:
+    if settings.use_local_executor:  # always in SERVICE_ROLE=session (backend/config.py forces it)
         return LocalExecutor(settings), None
-    from backend.executors.azure.executor import SessionPoolExecutor
+    from backend.executors.azure import build_pool_executor
 
-    fallback = LocalExecutor(settings) if settings.fallback_to_local else None
-    return SessionPoolExecutor(settings), fallback
+    fallback = Fallback(LocalExecutor(settings)) if settings.fallback_to_local else None
+    return build_pool_executor(settings), fallback
 
 
 def create_app(settings: Settings | None = None, executor: Executor | None = None) -> Flask:
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
     register_errors(app)
     atexit.register(state.close)
     logging.getLogger(__name__).info(
-        "started", extra={"fields": {"executor": executor.name, **executor.health()}},
+        "started", extra={"fields": {"role": settings.service_role.value, "executor": executor.name,
+                                     **executor.health()}},
     )
     return app

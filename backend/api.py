@@ -119,7 +119,8 @@ def judge() -> Any:
 @bp.get("/health")
 def health() -> Any:
     state = _state()
-    body = {"status": "ok", **state.executor.health(), "inflight": state.service.admission.inflight}
+    body = {"status": "ok", "role": state.settings.service_role.value, **state.executor.health(),
+            "inflight": state.service.admission.inflight}
     return jsonify(body)
 
 

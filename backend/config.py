@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from enum import StrEnum
 from typing import Any
 
 
@@ -48,6 +49,43 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+class ServiceRole(StrEnum):
+    """``api``: the public service. ``session``: this image inside a custom-container session,
+    behind the pool's own authentication (local executor, no API keys, no fallback)."""
+
+    API = "api"
+    SESSION = "session"
+
+
+class PoolType(StrEnum):
+    """``properties.containerType`` of the session pool; AUTO asks ARM (or reads the endpoint's form)."""
+
+    AUTO = "auto"
+    PYTHON_LTS = "PythonLTS"
+    CUSTOM_CONTAINER = "CustomContainer"
+
+
+class SessionStrategy(StrEnum):
+    """When a session identifier is used again: ``reuse`` warm sessions, a ``fresh`` one per
+    submission, or ``auto``: reuse only where the session separates runs (see the README)."""
+
+    AUTO = "auto"
+    REUSE = "reuse"
+    FRESH = "fresh"
+
+
+def _enum(kind: type[StrEnum]) -> Callable[[str], StrEnum]:
+    by_name = {member.value.lower(): member for member in kind}
+
+    def parse(raw: str) -> StrEnum:
+        value = by_name.get(raw.strip().lower())
+        if value is None:
+            raise ValueError(f"expected one of {', '.join(m.value for m in kind)}")
+        return value
+
+    return parse
+
+
 @dataclass(frozen=True)
 class _Option:
     env: str
@@ -59,6 +97,7 @@ class _Option:
 # attribute name -> option. Defaults are Piston's unless DEVIATIONS in the README says otherwise.
 _TABLE: dict[str, _Option] = {
     # -- executor selection
+    "service_role": _Option("SERVICE_ROLE", "api", _enum(ServiceRole)),
     "use_local_executor": _Option("USE_LOCAL_EXECUTOR", "true", _bool),
     "fallback_to_local": _Option("FALLBACK_TO_LOCAL", "false", _bool),
     # -- HTTP
@@ -109,7 +148,8 @@ _TABLE: dict[str, _Option] = {
     "identity_endpoint": _Option("IDENTITY_ENDPOINT", "", _str),
     "sessions_api_version": _Option("SESSIONS_API_VERSION", "2025-10-02-preview", _str),
     "sessions_token_scope": _Option("SESSIONS_TOKEN_SCOPE", "https://dynamicsessions.io/.default", _str),
-    "session_strategy": _Option("SESSION_STRATEGY", "reuse", _choice("reuse", "fresh")),
+    "session_pool_type": _Option("SESSION_POOL_TYPE", "auto", _enum(PoolType)),
+    "session_strategy": _Option("SESSION_STRATEGY", "auto", _enum(SessionStrategy)),
     "session_cooldown_seconds": _Option("SESSION_COOLDOWN_SECONDS", "300", _int, 1),
     "session_request_timeout": _Option("SESSION_REQUEST_TIMEOUT", "240", _int, 1),
     "session_max_retries": _Option("SESSION_MAX_RETRIES", "4", _int, 0),
@@ -120,6 +160,7 @@ _TABLE: dict[str, _Option] = {
 
 @dataclass(frozen=True)
 class Settings:
+    service_role: ServiceRole
     use_local_executor: bool
     fallback_to_local: bool
     max_request_bytes: int
@@ -162,7 +203,8 @@ class Settings:
     identity_endpoint: str
     sessions_api_version: str
     sessions_token_scope: str
-    session_strategy: str
+    session_pool_type: PoolType
+    session_strategy: SessionStrategy
     session_cooldown_seconds: int
     session_request_timeout: int
     session_max_retries: int
@@ -192,6 +234,8 @@ class Settings:
             raise SettingsError(f"unknown settings: {', '.join(sorted(overrides))}")
         if values["max_concurrent_jobs"] == 0:
             values["max_concurrent_jobs"] = 2 * (os.cpu_count() or 1)
+        if values["service_role"] is ServiceRole.SESSION:
+            values.update(_SESSION_ROLE, judge_display_bytes=values["output_max_size"])
         settings = cls(**values)
         settings._check_consistency()
         return settings
@@ -212,6 +256,13 @@ class Settings:
         return Settings(**current)
 
 
+# What the session role forces, whatever the environment says: the pool authenticates callers (the
+# Authorization header that may reach the container is the pool's token, not an API key), the
+# sandbox is this container's own, and there is nowhere to fall back to. The backend that called
+# truncates judge output for display itself, so the session sends it whole (up to OUTPUT_MAX_SIZE).
+_SESSION_ROLE: dict[str, Any] = {"use_local_executor": True, "fallback_to_local": False, "api_keys": ()}
+
+
 def env_names() -> dict[str, str]:
     """Environment variable name -> default, for documentation checks."""
     return {option.env: option.default for option in _TABLE.values()}
@@ -221,5 +272,7 @@ def load_settings(dotenv_path: str | None = None) -> Settings:
     """Load `.env` (real environment variables win) and build the settings."""
     from dotenv import load_dotenv
 
-    load_dotenv(dotenv_path, override=False)
+    # A session container has no secrets: it reads no .env that happens to sit in the image or app dir.
+    if os.environ.get("SERVICE_ROLE", "").strip().lower() != ServiceRole.SESSION.value:
+        load_dotenv(dotenv_path, override=False)
     return Settings.from_env()

@@ -12,12 +12,15 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from backend.executors.base import Executor
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -63,7 +66,7 @@ class Metrics:
         self.rejected = Counter("piston_jobs_rejected_total", "Jobs refused with 503", ["reason"], registry=self.registry)
         self.fallbacks = Counter("piston_fallbacks_total", "Executions moved to the local fallback", registry=self.registry)
 
-    def watch_executor(self, executor: Any) -> None:
+    def watch_executor(self, executor: Executor) -> None:
         self.registry.register(_ExecutorStats(executor))
 
     def render(self) -> Response:
@@ -73,14 +76,11 @@ class Metrics:
 class _ExecutorStats(Collector):
     """Reads ``executor.stats()`` at scrape time: {"name": value} or {"name": {label: value}}."""
 
-    def __init__(self, executor: Any) -> None:
+    def __init__(self, executor: Executor) -> None:
         self.executor = executor
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        stats = getattr(self.executor, "stats", None)
-        if stats is None:
-            return
-        for name, value in stats().items():
+        for name, value in self.executor.stats().items():
             if isinstance(value, dict):
                 family = GaugeMetricFamily(f"piston_executor_{name}", f"executor statistic {name}", labels=["kind"])
                 for kind, number in value.items():

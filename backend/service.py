@@ -52,7 +52,15 @@ class ExecutionService:
         self.display_bytes = display_bytes
         self.fallback = fallback
         self.admission = admission
-        self.registry = RuntimeRegistry(executor.runtimes())
+        self._registry: RuntimeRegistry | None = None
+
+    @property
+    def registry(self) -> RuntimeRegistry:
+        """Built on first use: a session pool knows its runtimes only once its probe answered, and
+        until then raises ExecutorUnavailable (503) rather than guess; asked again next time."""
+        if self._registry is None:
+            self._registry = RuntimeRegistry(self.executor.runtimes())
+        return self._registry
 
     def execute(self, request: ExecuteRequest) -> ExecutionResult:
         result, note = self._with_fallback(self._execute_on, request)

@@ -19,6 +19,7 @@ from .settings import (
     KERNEL_USERNS,
     KERNEL_USERS,
     OPTIONAL_TOOLCHAINS,
+    POOL_TYPES,
     PROFILES,
     Identity,
     Settings,
@@ -96,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="unverified toolchains the pythonlts image shows too",
     )
     p.add_argument("--kernel-uid-base", type=int, default=d.kernel_uid_base, help="first uid of pythonlts kernels")
+    p.add_argument("--pool-type", choices=POOL_TYPES, default=d.pool_type,
+                   help="CustomContainer: each session is a process of --session-app-dir in SERVICE_ROLE=session")
+    p.add_argument("--session-app-dir", default=None, help="repo root of the session app (CustomContainer)")
+    p.add_argument("--session-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra setting for every session app (repeatable; CustomContainer)")
     p.add_argument("--log-requests", action="store_true", help="log every request to stderr")
     p.add_argument("--exit-with-parent", action="store_true", help="shut down when the launching process dies")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -137,6 +143,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         kernel_user=args.kernel_user,
         kernel_userns=args.kernel_userns,
         kernel_uid_base=args.kernel_uid_base,
+        pool_type=args.pool_type,
+        session_app_dir=args.session_app_dir,
+        session_env=tuple(args.session_env),
         **extra,
     )
 

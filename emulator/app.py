@@ -15,7 +15,7 @@ import uuid
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from . import routes_arm, routes_control, routes_dataplane, routes_files, routes_identity
+from . import routes_arm, routes_container, routes_control, routes_dataplane, routes_files, routes_identity
 from .checks import DATAPLANE_PREFIX, get_emulator
 from .errors import (
     ConnectionDropped,
@@ -30,7 +30,7 @@ from .settings import Settings
 from .state import Emulator
 
 log = logging.getLogger(__name__)
-SERVICE_BLUEPRINTS = frozenset({"dataplane", "files", "identity", "arm"})
+SERVICE_BLUEPRINTS = frozenset({"dataplane", "files", "identity", "arm", "container"})
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -43,6 +43,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     for module in (routes_dataplane, routes_files, routes_identity, routes_arm, routes_control):
         app.register_blueprint(module.bp)
+    if settings.pool_type == "CustomContainer":
+        app.register_blueprint(routes_container.make_blueprint(settings))
 
     app.before_request(_service_prologue)
     app.after_request(_request_ids)

@@ -24,8 +24,9 @@ from flask import Request, Response
 
 from .errors import ConnectionDropped, EmulatorError, default_code
 
-OPERATIONS = ("execute", "execution_get", "files", "session", "metadata", "token", "arm")
-DATAPLANE_OPERATIONS = frozenset({"execute", "execution_get", "files", "session", "metadata"})
+# "container": any call a custom-container pool forwards to a session (emulator/routes_container.py).
+OPERATIONS = ("execute", "execution_get", "files", "session", "metadata", "token", "arm", "container")
+DATAPLANE_OPERATIONS = frozenset({"execute", "execution_get", "files", "session", "metadata", "container"})
 HANG_MAX_S = 600.0  # "hang": true holds until the client gives up, but never longer than this
 
 

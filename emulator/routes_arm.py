@@ -105,7 +105,7 @@ def pool_resource(emu: Emulator, api_version: str) -> dict[str, Any]:
             "lastModifiedAt": created,
         },
         "properties": {
-            "containerType": "PythonLTS",
+            "containerType": cfg.pool_type,
             "poolManagementType": "Dynamic",
             "nodeCount": len(emu.sessions.list()),
             "scaleConfiguration": {
@@ -116,7 +116,7 @@ def pool_resource(emu: Emulator, api_version: str) -> dict[str, Any]:
             # pythonlts sessions have no network at all; --profile host does not restrict it.
             "sessionNetworkConfiguration": {"status": "EgressDisabled" if cfg.profile == "pythonlts" else "EgressEnabled"},
             # The data-plane URL as this client reached the emulator, like the regional endpoint.
-            "poolManagementEndpoint": request.host_url.rstrip("/") + cfg.pool_path,
+            "poolManagementEndpoint": request.host_url.rstrip("/") + cfg.endpoint_path(),
             "provisioningState": "Succeeded",
         },
     }

@@ -69,19 +69,21 @@ CLIENT_ENV_KEYS = (
     "AZURE_RESOURCE_GROUP",
     "SESSION_POOL_NAME",
     "AZURE_RESOURCE_MANAGER_URL",
+    "SESSION_POOL_TYPE",
 )
 
 
 def client_env(settings: Settings, url: str) -> dict[str, str]:
     """What a client (the backend) needs in its environment to use this emulator."""
     env = {
-        "POOL_MANAGEMENT_ENDPOINT": url + settings.pool_path,
+        "POOL_MANAGEMENT_ENDPOINT": url + settings.endpoint_path(),
         "IDENTITY_ENDPOINT": url + "/msi/token",
         "IDENTITY_HEADER": settings.identity_header,
         "AZURE_SUBSCRIPTION_ID": settings.subscription_id,
         "AZURE_RESOURCE_GROUP": settings.resource_group,
         "SESSION_POOL_NAME": settings.pool_name,
         "AZURE_RESOURCE_MANAGER_URL": url,
+        "SESSION_POOL_TYPE": settings.pool_type,
     }
     assert tuple(env) == CLIENT_ENV_KEYS
     return env

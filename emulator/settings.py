@@ -52,6 +52,7 @@ IDENTIFIER_RULE_NAMES = ("common", "union")  # see emulator/checks.py
 
 BodyShape = Literal["flat", "wrapped", "any"]
 BODY_SHAPES = ("flat", "wrapped", "any")
+POOL_TYPES = ("PythonLTS", "CustomContainer")  # properties.containerType [SPEC ARM 2025-07-01]
 
 # -- What the sessions look like inside (emulator/image.py says what each part rests on).
 Profile = Literal["pythonlts", "host"]
@@ -140,6 +141,11 @@ class Settings:
     kernel_user: KernelUser = "ubuntu"
     kernel_userns: KernelUserns = "deny"
     kernel_uid_base: int = DEFAULT_KERNEL_UID_BASE
+    # -- CustomContainer pools (emulator/containers.py): each session runs the app in session_app_dir
+    pool_type: str = "PythonLTS"
+    session_app_dir: str | None = None
+    session_env: tuple[str, ...] = ()  # extra KEY=VALUE settings for every session app
+    environment_id: str = "emulatorenv-7f3c2a1b"  # the endpoint's <environment-id> label
 
     def __post_init__(self) -> None:
         # Fail at construction, naming the field, rather than at the first request.
@@ -167,6 +173,10 @@ class Settings:
                 f"image_toolchains must be among {OPTIONAL_TOOLCHAINS}",
             ),
             (1000 <= self.kernel_uid_base <= 65534 - KERNEL_UID_SPAN, "kernel_uid_base out of range"),
+            (self.pool_type in POOL_TYPES, f"pool_type must be one of {POOL_TYPES}"),
+            (self.pool_type != "CustomContainer" or bool(self.session_app_dir),
+             "pool_type CustomContainer needs session_app_dir (--session-app-dir)"),
+            (all("=" in item for item in self.session_env), "session_env items must be KEY=VALUE"),
         ]
         for ok, message in checks:
             if not ok:
@@ -179,6 +189,15 @@ class Settings:
     def pool_path(self) -> str:
         """Path of the data-plane endpoint, as in https://<region>.dynamicsessions.io/<this>."""
         return f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}/sessionPools/{self.pool_name}"
+
+    @property
+    def container_host(self) -> str:
+        """The host of a custom-container pool's endpoint [DOC sessions-custom-container.md]."""
+        return f"{self.pool_name}.{self.environment_id}.{self.location}.azurecontainerapps.io"
+
+    def endpoint_path(self) -> str:
+        """The pool management endpoint's path on the emulator, for this pool type."""
+        return "/" + self.container_host if self.pool_type == "CustomContainer" else self.pool_path
 
     @property
     def arm_pool_id(self) -> str:
@@ -222,4 +241,5 @@ class Settings:
             "image_toolchains": list(self.image_toolchains),
             "kernel_user": self.kernel_user,
             "kernel_userns": self.kernel_userns,
+            "pool_type": self.pool_type,
         }

@@ -12,12 +12,14 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import zmq
 
 from .auth import TokenService
+from .containers import ContainerLauncher
 from .faults import FaultStore
 from .image import Box, Image
 from .kernel import KernelProcess
@@ -57,6 +59,10 @@ class Counters:
     def record_call(self, operation: str, route: str) -> None:
         with self._lock:
             self.calls[operation] += 1
+            self.routes[route] += 1
+
+    def record_route(self, route: str) -> None:
+        with self._lock:
             self.routes[route] += 1
 
     def record_token(self, **details: Any) -> None:
@@ -112,10 +118,20 @@ class Emulator:
         self._kernels_lock = threading.Lock()
         self._closed = False
 
-        self.pool = KernelPool(lambda: self._new_kernel(None), settings.ready_sessions)
+        self.containers: ContainerLauncher | None = None
+        make_session: Callable[[Path | None], Any] = self._new_kernel
+        if settings.pool_type == "CustomContainer":
+            assert settings.session_app_dir is not None
+            self.containers = ContainerLauncher(
+                app_dir=settings.session_app_dir, sessions_dir=self.sessions_dir,
+                extra_env=dict(item.split("=", 1) for item in settings.session_env),
+                start_timeout_s=settings.kernel_start_timeout_s,
+            )
+            make_session = self.containers.start
+        self.pool = KernelPool(lambda: make_session(None), settings.ready_sessions)
         self.sessions = SessionRegistry(
             pool=self.pool,
-            make_kernel=self._new_kernel,
+            make_kernel=make_session,
             config=self.config,
             alloc_timeout_s=settings.kernel_start_timeout_s + 5,
         )
@@ -195,6 +211,8 @@ class Emulator:
             self._kernels = {k for k in self._kernels if k.alive()}
 
     def kernel_pids(self) -> list[int]:
+        if self.containers is not None:
+            return self.containers.pids()
         with self._kernels_lock:
             return sorted(k.pid for k in self._kernels if k.pid is not None and k.alive())
 
@@ -246,6 +264,8 @@ class Emulator:
             leftovers = list(self._kernels)
             self._kernels.clear()
         in_parallel(leftovers, lambda k: k.shutdown())
+        if self.containers is not None:
+            self.containers.close()
         self._zmq.destroy(linger=0)
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)

@@ -1,9 +1,11 @@
-"""Shared fixtures: real gunicorn backends, on the local sandbox and on the session pool; test tiers.
+"""Shared fixtures: real gunicorn backends, on the local sandbox and on the session pools; test tiers.
 
-``client`` is parametrized over both executors, so a suite written against it is one
-conformance suite for both; ``local_client`` is for what only the local sandbox has.
-One emulator and one gunicorn per executor serve the whole session. The in-process
-fixtures (``app``, ``api_client``: the app factory with a fake executor) are in tests/unit/conftest.py.
+``client`` is parametrized over three paths: the local sandbox, a PythonLTS pool and a
+custom-container pool (each session this project's own service in SERVICE_ROLE=session),
+both pools through the emulator, so a suite written against it is one conformance suite for
+all; ``local_client`` is for what only the local sandbox has. One emulator and one gunicorn
+per path serve the whole session. The in-process fixtures (``app``, ``api_client``: the app
+factory with a fake executor) are in tests/unit/conftest.py.
 
 Tiers: ``pytest -m "not slow"`` is the everyday one. Every test in tests/integration is marked
 ``slow`` here (they start gunicorn, the emulator, Jupyter kernels, sandboxes); tests that run
@@ -24,6 +26,7 @@ from backend.testing import ServerProcess
 from emulator.testing import EmulatorProcess
 
 SECRET = "s3cr3t-of-the-service-7f1c"
+REPO = Path(__file__).resolve().parent.parent
 INTEGRATION = Path(__file__).resolve().parent / "integration"
 # Fixtures that run submissions in the local sandbox.
 SANDBOX_FIXTURES = {"local_server", "local_client"}
@@ -72,10 +75,9 @@ def local_client(local_server: ServerProcess) -> Client:
     return Client(local_server.url)
 
 
-# The emulator accepts by default only identifiers every documented rule allows ([A-Za-z0-9-]); until the
-# backend generates such identifiers (issue 10 item 3), the pool suites run with the wider rule. Set it to
-# "common" (the emulator's default) once they do, so the suites check the backend's identifiers too.
-POOL_IDENTIFIER_RULE = "union"
+# The emulator's default: only identifiers every documented rule allows ([A-Za-z0-9-]), so the pool
+# suites check the backend's identifiers too.
+POOL_IDENTIFIER_RULE = "common"
 
 
 @contextmanager
@@ -129,7 +131,32 @@ def pool_kernel_client(request: pytest.FixtureRequest) -> Iterator[Client]:
         yield Client(server.url)
 
 
-@pytest.fixture(scope="session", params=["local", "pool"])
+@pytest.fixture(scope="session")
+def cc_emulator() -> Iterator[EmulatorProcess]:
+    """A custom-container pool: each session a process of this checkout's service in session mode."""
+    with EmulatorProcess(pool_type="CustomContainer", session_app_dir=str(REPO), max_sessions=12,
+                         ready_sessions=1, kernel_start_timeout=90) as emulator:
+        yield emulator
+
+
+def cc_backend_env(emulator: EmulatorProcess, **extra: str) -> dict[str, str]:
+    return {"USE_LOCAL_EXECUTOR": "false", "POOL_MANAGEMENT_ENDPOINT": emulator.pool_endpoint,
+            "SESSION_POOL_TYPE": "CustomContainer", **emulator.identity_env(), "MAX_CONCURRENT_JOBS": "4",
+            "RUN_MEMORY_LIMIT": "-1", "PISTON_TEST_SECRET": SECRET, **extra}
+
+
+@pytest.fixture(scope="session")
+def cc_server(cc_emulator: EmulatorProcess) -> Iterator[ServerProcess]:
+    with ServerProcess(cc_backend_env(cc_emulator)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def cc_client(cc_server: ServerProcess) -> Client:
+    return Client(cc_server.url)
+
+
+@pytest.fixture(scope="session", params=["local", "pool", "cc"])
 def client(request: pytest.FixtureRequest) -> Client:
-    """The same suite against each executor."""
+    """The same suite against each executor path."""
     return request.getfixturevalue(f"{request.param}_client")

@@ -85,5 +85,49 @@ class Executor(ABC):
     def ready(self) -> tuple[bool, str]:
         return True, "ok"
 
+    def stats(self) -> dict[str, Any]:
+        """Figures for /metrics (``piston_executor_<name>``): a number, or {label: number}."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release everything the executor holds (sessions, slots)."""
+
+
+class Fallback(Executor):
+    """The local executor standing in for a session pool (FALLBACK_TO_LOCAL).
+
+    Requests are validated against the pool's runtimes, whose binaries are the session's (or
+    none, for a custom container): each run here uses this machine's runtime of the same
+    language, the same version when it has it.
+    """
+
+    def __init__(self, local: Executor) -> None:
+        self.local = local
+        self.name = local.name
+
+    def runtimes(self) -> list[Runtime]:
+        return self.local.runtimes()
+
+    def open(self, program: Program, runtime: Runtime) -> AbstractContextManager[Box]:
+        return self.local.open(program, self._here(runtime))
+
+    def _here(self, runtime: Runtime) -> Runtime:
+        from backend.errors import ExecutorUnavailable
+
+        same = [rt for rt in self.local.runtimes() if rt.language == runtime.language]
+        exact = [rt for rt in same if rt.version == runtime.version]
+        if not (exact or same):
+            raise ExecutorUnavailable(f"the local fallback has no {runtime.language} runtime")
+        return (exact or same)[0]
+
+    def health(self) -> dict[str, Any]:
+        return self.local.health()
+
+    def ready(self) -> tuple[bool, str]:
+        return self.local.ready()
+
+    def stats(self) -> dict[str, Any]:
+        return self.local.stats()
+
+    def close(self) -> None:
+        self.local.close()

@@ -453,3 +453,71 @@ def test_fallback_when_the_pool_is_gone_and_ready_says_so() -> None:
         assert "unreachable" in response.headers["X-Piston-Notes"]
         health = server.health()
         assert json.dumps(health).count("eyJ") == 0
+
+
+# ---------------------------------------------------------------- 404s, identifiers, runtimes, strategy
+
+
+def test_identifiers_are_lower_case_hex_and_hyphens(azure: Backend, emu: EmulatorProcess) -> None:
+    azure.run("python", "print(1)")
+    assert sessions(emu)
+    assert all(re.fullmatch(r"^[a-z0-9-]+$", ident) for ident in sessions(emu) if ident != "occupier")
+
+
+@pytest.mark.parametrize("path", ["/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/emulator-rg"
+                                  "/sessionPools/nosuchpool", "/no/such/route"])
+def test_a_wrong_endpoint_shows_on_ready_at_once_not_as_a_full_pool(path: str, emu: EmulatorProcess) -> None:
+    before = calls(emu, "POST /executions") + emu.state()["calls"].get("execute", 0)
+    with backend(emu, POOL_MANAGEMENT_ENDPOINT=emu.base_url + path) as server:
+        ready = requests.get(server.url + "/ready", timeout=30)
+        assert ready.status_code == 503 and "POOL_MANAGEMENT_ENDPOINT" in ready.json()["detail"], ready.text
+        runtimes = requests.get(server.url + "/api/v2/runtimes", timeout=30)
+        assert runtimes.status_code == 503 and "POOL_MANAGEMENT_ENDPOINT" in runtimes.json()["message"]
+        assert "endpoint_error" in json.dumps(server.health())
+    # One probe (and its one retry on a fresh identifier at most), not 30 s of pool-full waits.
+    assert calls(emu, "POST /executions") + emu.state()["calls"].get("execute", 0) - before <= 4
+
+
+def test_a_404_for_a_session_that_just_worked_is_a_lost_session_not_a_full_pool(
+        azure: Backend, emu: EmulatorProcess) -> None:
+    azure.run("python", "print('warm')")
+    idle = [s["identifier"] for s in emu.state()["sessions"] if not s["busy"] and s["identifier"] != "occupier"]
+    assert idle
+    for ident in idle:
+        emu.set_fault(operation="execute", status=404, error_code="NotFound", identifier=ident, count=1)
+    try:
+        assert azure.run("python", "print('again')")["run"]["stdout"] == "again\n"
+    finally:
+        emu.clear_faults()
+
+
+def test_a_404_that_says_the_pool_is_full_is_back_pressure(emu: EmulatorProcess) -> None:
+    with backend(emu, QUEUE_TIMEOUT="2000", SESSION_STRATEGY="reuse") as server:
+        server.run("python", "print(1)")
+        emu.set_fault(operation="execute", status=404, error_code="MaxConcurrentSessionsReached")
+        try:
+            response = server.post({"language": "python", "version": "*", "files": [{"content": "print(1)"}]})
+            assert response.status_code == 503 and "full" in response.json()["message"], response.text
+        finally:
+            emu.clear_faults()
+
+
+def test_auto_strategy_reuses_where_the_probe_shows_per_run_isolation(azure: Backend) -> None:
+    # These kernels run as root: the harness gives every run its own uid, so auto keeps sessions warm.
+    health = azure.health()["sessions"]
+    assert health["strategy_setting"] == "auto"
+    assert health["isolation"] in ("uid", "userns") and health["strategy"] == "reuse"
+
+
+def test_an_execution_that_may_have_run_is_retried_at_most_once(azure: Backend, emu: EmulatorProcess) -> None:
+    azure.run("python", "print(0)")
+    for fault in ({"status": 500}, {"drop": True}):
+        before = calls(emu)
+        emu.set_fault(operation="execute", count=2, **fault)
+        try:
+            response = azure.post({"language": "python", "version": "*", "files": [{"content": "print(1)"}]})
+            assert response.status_code in (502, 503), response.text
+            assert calls(emu) - before == 2, fault  # the first try and one retry, never a third
+        finally:
+            emu.clear_faults()
+    assert azure.run("python", "print(2)")["run"]["stdout"] == "2\n"

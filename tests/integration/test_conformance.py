@@ -183,7 +183,7 @@ def test_memory_limit_minus_one_and_limits_accepted(client: Client) -> None:
 
 def test_health_and_ready(client: Client) -> None:
     body = client.get("/health").json()
-    assert body["status"] == "ok" and body["executor"] in ("local", "azure-sessions")
+    assert body["status"] == "ok" and body["executor"] in ("local", "azure-sessions", "azure-custom-container")
     if body["executor"] == "local":
         assert body["sandbox"]["mode"] != "unavailable"
     assert client.get("/ready").status_code == 200

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
 from typing import Any
 
@@ -13,7 +12,7 @@ from azure.core.exceptions import ClientAuthenticationError
 
 from backend.errors import Overloaded
 from backend.executors.azure import client as client_mod
-from backend.executors.azure.credentials import TokenProvider, TokenUnavailable
+from backend.executors.azure.credentials import ObservedCredential, TokenUnavailable
 from backend.executors.azure.executor import _chunks, fingerprint
 from backend.executors.azure.leases import LeasePool, new_identifier
 from backend.models import Limits, RunSpec
@@ -22,7 +21,7 @@ from backend.models import Limits, RunSpec
 def test_identifiers_are_unpredictable_and_in_the_safe_charset() -> None:
     ids = {new_identifier() for _ in range(1000)}
     assert len(ids) == 1000
-    assert all(re.fullmatch(r"[A-Za-z0-9_-]{4,128}", i) for i in ids)
+    assert all(re.fullmatch(r"^[a-z0-9-]+$", i) and 4 <= len(i) <= 128 for i in ids)
 
 
 def test_reuse_keeps_one_execution_per_identifier() -> None:
@@ -88,45 +87,61 @@ class FakeCredential:
         time.sleep(0.01)
         return AccessToken(f"token-{self.calls}", int(time.time() + self.lifetime))
 
+    def get_token_info(self, *scopes: str, options: Any = None) -> AccessToken:
+        return self.get_token(*scopes)
 
-def test_token_is_cached_and_shared_by_threads() -> None:
+
+SCOPE = "https://dynamicsessions.io/.default"
+
+
+def test_long_tokens_refresh_five_minutes_early_and_are_counted() -> None:
     cred = FakeCredential(3600)
-    provider = TokenProvider(cred, "https://dynamicsessions.io/.default")  # type: ignore[arg-type]
-    tokens: list[str] = []
-    threads = [threading.Thread(target=lambda: tokens.append(provider.token())) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert set(tokens) == {"token-1"} and cred.calls == 1
-    assert 3500 < (provider.expires_in() or 0) <= 3600
+    observed = ObservedCredential(cred, SCOPE)  # type: ignore[arg-type]
+    info = observed.get_token_info(SCOPE)
+    now = time.time()
+    assert info.token == "token-1" and observed.fetches == 1 and observed.last_error is None
+    assert abs(info.expires_on - (now + 3600 - 300)) < 3  # never used in its last 5 minutes
+    assert abs(info.refresh_on - (now + 3600 - 360)) < 3  # type: ignore[operator] - before, by the jitter
+    assert 3500 < (observed.expires_in() or 0) <= 3600
 
 
-def test_token_is_refreshed_early_and_a_failed_refresh_keeps_the_valid_one() -> None:
-    cred = FakeCredential(12)  # short-lived: refreshed at half-life (6 s before expiry)
-    provider = TokenProvider(cred, "https://dynamicsessions.io/.default")  # type: ignore[arg-type]
-    assert provider.token() == "token-1"
-    provider._cached = provider._cached.__class__("token-1", time.time() + 8, time.time() - 1)  # in the window
+def test_short_tokens_refresh_at_half_life_and_failures_say_why_without_the_token() -> None:
+    cred = FakeCredential(12)
+    observed = ObservedCredential(cred, SCOPE)  # type: ignore[arg-type]
+    info = observed.get_token_info(SCOPE)
+    now = time.time()
+    assert abs(info.refresh_on - (now + 3)) < 2  # type: ignore[operator]
+    assert abs(info.expires_on - (now + 6)) < 2  # half its life
     cred.fail = True
-    assert provider.token() == "token-1"  # refresh failed, token still valid
-    assert provider.last_error and "said no" in provider.last_error
-    cred.fail = False
-    assert provider.token() == "token-3"
-    provider._cached = provider._cached.__class__("token-3", time.time() + 1, time.time() - 5)  # nearly expired
-    cred.fail = True
-    with pytest.raises(TokenUnavailable, match="said no") as info:
-        provider.token()
-    assert "token-" not in str(info.value)
+    with pytest.raises(ClientAuthenticationError, match="said no") as info_:
+        observed.get_token_info(SCOPE)
+    assert "token-" not in str(info_.value) and observed.last_error and "said no" in observed.last_error
+    with pytest.raises(TokenUnavailable, match="said no"):
+        observed.check()
 
 
-def test_invalidate_only_drops_the_token_it_names() -> None:
+def test_the_pipeline_caches_the_token_across_threads() -> None:
+    """azure-core's BearerTokenCredentialPolicy over the observed credential: one fetch, then cached."""
+    from azure.core.pipeline import PipelineContext, PipelineRequest
+    from azure.core.pipeline.policies import HTTPPolicy
+    from azure.core.rest import HttpRequest
+
+    from backend.executors.azure.transport import SessionsAuthPolicy
+
+    class Stop(HTTPPolicy):  # the end of this pipeline: no network, records what would be sent
+        sent: list[str] = []
+
+        def send(self, request: PipelineRequest) -> Any:
+            Stop.sent.append(request.http_request.headers["Authorization"])
+            raise ConnectionAbortedError
+
     cred = FakeCredential(3600)
-    provider = TokenProvider(cred, "https://dynamicsessions.io/.default")  # type: ignore[arg-type]
-    provider.token()
-    provider.invalidate("some-older-token")
-    assert provider.token() == "token-1"
-    provider.invalidate("token-1")
-    assert provider.token() == "token-2"
+    policy = SessionsAuthPolicy(ObservedCredential(cred, SCOPE), SCOPE)  # type: ignore[arg-type]
+    policy.next = Stop()  # type: ignore[assignment]
+    for _ in range(8):
+        with pytest.raises(ConnectionAbortedError):
+            policy.send(PipelineRequest(HttpRequest("GET", "https://x/p"), PipelineContext(None)))
+    assert cred.calls == 1 and set(Stop.sent) == {"Bearer token-1"}
 
 
 def test_execute_modes_and_read_timeouts() -> None:
@@ -145,9 +160,9 @@ def test_execute_modes_and_read_timeouts() -> None:
 
 def test_backoff_is_bounded_and_honours_retry_after() -> None:
     for attempt in range(10):
-        wait = client_mod._backoff(attempt, None)
+        wait = client_mod.backoff(attempt, None)
         assert 0.2 <= wait <= client_mod.BACKOFF_CAP_S
-    assert 3 <= client_mod._backoff(0, 3.0) <= 3.5
+    assert 3 <= client_mod.backoff(0, 3.0) <= 3.5
     assert client_mod._retry_after("2") == 2.0
     assert client_mod._retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
     assert client_mod._retry_after("100000") == client_mod.RETRY_AFTER_CAP_S

@@ -23,7 +23,7 @@ def test_defaults_are_pistons() -> None:
     ({"RUN_TIMEOUT": "soon"}, "RUN_TIMEOUT='soon' is invalid"),
     ({"RUN_TIMEOUT": "0"}, "RUN_TIMEOUT='0' is invalid: must be at least 1"),
     ({"USE_LOCAL_EXECUTOR": "maybe"}, "USE_LOCAL_EXECUTOR='maybe' is invalid: expected true or false"),
-    ({"SESSION_STRATEGY": "sticky"}, "SESSION_STRATEGY='sticky' is invalid: expected one of reuse, fresh"),
+    ({"SESSION_STRATEGY": "sticky"}, "SESSION_STRATEGY='sticky' is invalid: expected one of auto, reuse, fresh"),
     ({"USE_LOCAL_EXECUTOR": "false"}, "USE_LOCAL_EXECUTOR=false needs POOL_MANAGEMENT_ENDPOINT"),
 ])
 def test_invalid_settings_name_the_variable(env: dict[str, str], needle: str) -> None:

@@ -1,38 +1,49 @@
-"""SessionsClient: the dynamic sessions data plane over HTTP (there is no Python data-plane SDK).
+"""SessionsClient: the operations of both pool kinds (there is no Python data-plane SDK).
 
-One ``requests.Session`` with a keep-alive pool sized for the worker's concurrency; a
-bearer token on every call; bounded retries with exponential backoff and jitter on 429
-(Retry-After honoured), 5xx, dropped connections and 403 (role assignments take minutes
-to propagate, and a fresh token helps); 401 re-fetches the token once. Execution bodies
-drift between API generations, so on 400 ``SessionPropertiesMissing`` the next shape is
-tried and the one that worked is remembered (research note §1.4).
+Code interpreters: executions (both API generations), files, session delete, metadata.
+Custom containers: any path forwarded to the session, ``.management/stopSession``. Every
+call goes through the one azure-core pipeline of ``transport.py`` (token, retries, body
+shape); what comes back as an error status becomes a typed ``Sessions*Error`` here, and a
+404 is read for what it says (a full pool, a missing pool, a lost session).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    ServiceRequestError,
+    ServiceResponseError,
+    ServiceResponseTimeoutError,
+)
+from azure.core.rest import HttpRequest, HttpResponse
 
-from backend.executors.azure.credentials import TokenProvider
+from backend.executors.azure.credentials import TokenUnavailable
+from backend.executors.azure.transport import (
+    RETRY_AFTER_CAP_S,
+    ExecuteMode,
+    build_pipeline,
+    execute_modes,
+)
 
 log = logging.getLogger(__name__)
 
-LEGACY_API_VERSION = "2024-02-02-preview"
-LEGACY_API_VERSIONS = ("2024-02-02-preview", "2024-08-02-preview")
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+__all__ = ["ExecuteMode", "SessionsClient", "execute_modes"]
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 8.0
-RETRY_AFTER_CAP_S = 60.0
 READ_MARGIN_S = 15  # the read timeout of an execution exceeds its own timeout by up to this much
 FILE_TIMEOUT_S = 60
+ALL_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+EXECUTING_OPS = frozenset({"execute", "forward"})  # may run submitted code: retried at most once once sent
 
 
 class SessionsError(Exception):
@@ -67,23 +78,33 @@ class SessionsAuthError(SessionsResponseError):
 
 
 class SessionsPoolFullError(SessionsResponseError):
-    """404 on a call that allocates a session: the pool is at maxConcurrentSessions."""
+    """404 on a call that allocates a session: the pool is at maxConcurrentSessions.
+
+    ``stated``: the body said so; otherwise it is the documented reading of a bare 404 for
+    a new identifier, which a wrong endpoint also gives.
+    """
+
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None,
+                 *, stated: bool = False) -> None:
+        super().__init__(status, code, message, retry_after)
+        self.stated = stated
 
 
-@dataclass(frozen=True)
-class ExecuteMode:
-    """One request shape: route, body wrapping, api-version."""
+class SessionsNotFoundError(SessionsResponseError):
+    """Any other 404. ``what``: "pool" or "session" when the body says which, else "unknown"."""
 
-    route: str  # "executions" | "code/execute"
-    wrapped: bool
-    api_version: str
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None,
+                 *, what: str = "unknown") -> None:
+        super().__init__(status, code, message, retry_after)
+        self.what = what
 
-    @property
-    def legacy(self) -> bool:
-        return self.route == "code/execute"
 
-    def __str__(self) -> str:
-        return f"{self.route}/{'wrapped' if self.wrapped else 'flat'}@{self.api_version}"
+# What a 404 body may say. Guess for the pool-full name (no source shows the live code); the
+# other names are the live and emulated codes in the research note (1.6, 1.7).
+POOL_FULL_CODES = frozenset({"MaxConcurrentSessionsReached", "SessionPoolFull", "SessionPoolCapacityReached"})
+POOL_FULL_MESSAGE = re.compile(r"max(imum)?\b.{0,30}concurrent sessions|pool is full", re.I)
+POOL_MISSING_SUFFIXES = ("PoolNotFound", "ResourceNotFound", "ResourceGroupNotFound", "SubscriptionNotFound")
+SESSION_MISSING_CODES = frozenset({"SessionWithIdentifierNotFound", "SessionNotFound"})
 
 
 @dataclass(frozen=True)
@@ -94,22 +115,15 @@ class ExecutionOutput:
     result: Any
 
 
-def execute_modes(api_version: str) -> list[ExecuteMode]:
-    if api_version in LEGACY_API_VERSIONS:
-        return [ExecuteMode("code/execute", True, api_version)]
-    return [
-        ExecuteMode("executions", False, api_version),
-        ExecuteMode("executions", True, api_version),
-        ExecuteMode("code/execute", True, LEGACY_API_VERSION),
-    ]
-
-
 class SessionsClient:
+    """The pool's operations (both kinds) over the transport (transport.py); errors are typed."""
+
     def __init__(
         self,
         endpoint: str,
-        tokens: TokenProvider,
+        credential: TokenCredential,
         *,
+        scope: str = "https://dynamicsessions.io/.default",
         api_version: str,
         connect_timeout: float = 5.0,
         request_timeout: float = 240.0,
@@ -118,30 +132,26 @@ class SessionsClient:
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.host = urlsplit(self.endpoint).netloc
-        self.tokens = tokens
         self.api_version = api_version
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.max_retries = max_retries
+        # azure-core sends no bearer token over plain http; only a local stand-in (the emulator) is.
+        self._enforce_https = urlsplit(self.endpoint).scheme != "http"
         # For /metrics: retries and final failures by kind ("429", "503", "connection", "timeout"...).
         self.retries: dict[str, int] = {}
         self.faults: dict[str, int] = {}
         self._counts_lock = threading.Lock()
-        self._modes = execute_modes(api_version)
-        self._mode_index = 0
-        self._mode_lock = threading.Lock()
-        self._http = requests.Session()
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(pool_size, 4), max_retries=0)
-        self._http.mount("https://", adapter)
-        self._http.mount("http://", adapter)
-        self._http.headers["User-Agent"] = "piston-sessions-backend"
+        self._pipeline, self._shape, self._session = build_pipeline(
+            self.endpoint, credential, scope=scope, api_version=api_version, pool_size=pool_size)
 
     @property
     def mode(self) -> ExecuteMode:
-        return self._modes[self._mode_index]
+        return self._shape.mode
 
     def close(self) -> None:
-        self._http.close()
+        self._pipeline.close()
+        self._session.close()
 
     # ------------------------------------------------------------ operations
 
@@ -149,36 +159,47 @@ class SessionsClient:
         """SESSION_REQUEST_TIMEOUT caps the wait, but never below the execution's own timeout + 2 s."""
         return max(timeout_s + 2.0, min(timeout_s + READ_MARGIN_S, self.request_timeout))
 
-    def execute(self, identifier: str, code: str, *, timeout_s: int, deadline: float | None = None) -> ExecutionOutput:
+    def execute(self, identifier: str, code: str, *, timeout_s: int, deadline: float | None = None,
+                fresh: bool = False) -> ExecutionOutput:
         """Run ``code`` synchronously in the session; 200/202 bodies of both generations are understood."""
-        index = self._mode_index
-        while True:
-            mode = self._modes[index]
-            fields = {"codeInputType": "Inline", "executionType": "Synchronous", "code": code,
-                      "timeoutInSeconds": timeout_s}
-            body = {"properties": fields} if mode.wrapped else fields
-            try:
-                response = self._call(
-                    "POST", mode.route, identifier, op="execute", json=body, api_version=mode.api_version,
-                    read_timeout=self.execute_read_timeout(timeout_s), deadline=deadline,
-                )
-            except SessionsResponseError as exc:
-                if exc.status == 400 and exc.code == "SessionPropertiesMissing" and index + 1 < len(self._modes):
-                    index += 1
-                    log.warning("execution body rejected (%s); trying %s", exc.code, self._modes[index])
-                    continue
-                raise
-            if index != self._mode_index:
-                with self._mode_lock:
-                    self._mode_index = index
-                log.warning("session pool accepts %s; using it from now on", mode)
-            return self._execution_output(response, identifier, mode, timeout_s)
+        fields = {"codeInputType": "Inline", "executionType": "Synchronous", "code": code,
+                  "timeoutInSeconds": timeout_s}
+        response = self._call("POST", self.mode.route, identifier, op="execute", execute_fields=fields,
+                              read_timeout=self.execute_read_timeout(timeout_s), deadline=deadline, fresh=fresh)
+        legacy = "/code/execute?" in response.request.url
+        api_version = self.mode.api_version
+        return self._execution_output(response, identifier, legacy, api_version, timeout_s)
 
-    def upload(self, identifier: str, name: str, data: bytes, *, deadline: float | None = None) -> None:
+    def upload(self, identifier: str, name: str, data: bytes, *, deadline: float | None = None,
+               fresh: bool = False) -> None:
         route = "files/upload" if self.mode.legacy else "files"
         self._call("POST", route, identifier, op="upload", api_version=self.mode.api_version,
                    files={"file": (name, data, "application/octet-stream")}, read_timeout=FILE_TIMEOUT_S,
-                   deadline=deadline)
+                   deadline=deadline, fresh=fresh)
+
+    def forward(self, method: str, path: str, identifier: str, *, json: Any = None, read_timeout: float,
+                deadline: float | None = None, fresh: bool = False) -> Any:
+        """A custom-container call: ``path`` after the endpoint, routed by ``identifier``; the JSON answer.
+
+        [DOC sessions-custom-container.md] shows only ``?identifier=`` on these calls: no api-version.
+        """
+        response = self._call(method, path, identifier, op="forward", api_version="", json=json,
+                              read_timeout=read_timeout, deadline=deadline, fresh=fresh)
+        return _json_any(response)
+
+    def stop_session(self, identifier: str, *, retries: int = 1) -> None:
+        """[DOC sessions-custom-container.md, 2026 revision] custom-container pools have no DELETE /session."""
+        self._call("POST", ".management/stopSession", identifier, op="delete_session",
+                   api_version="2025-02-02-preview", read_timeout=FILE_TIMEOUT_S, retries=retries)
+
+    def ping(self, *, timeout_s: float = 5.0) -> int:
+        """GET the endpoint itself (no identifier: no session is allocated); the status it answers."""
+        try:
+            return self._call("GET", "", None, op="ping", api_version="", read_timeout=timeout_s, retries=0).status_code
+        except SessionsAuthError:
+            raise
+        except SessionsResponseError as exc:
+            return exc.status
 
     def download(self, identifier: str, name: str) -> bytes:
         route = f"files/content/{quote(name)}" if self.mode.legacy else f"files/{quote(name)}/content"
@@ -203,72 +224,50 @@ class SessionsClient:
     def _call(
         self, method: str, route: str, identifier: str | None, *, op: str, read_timeout: float,
         api_version: str | None = None, json: Any = None, files: Any = None, deadline: float | None = None,
-        retries: int | None = None,
-    ) -> requests.Response:
-        params = {"api-version": api_version or self.api_version}
+        retries: int | None = None, fresh: bool = False, execute_fields: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """One operation through the pipeline. ``api_version`` "" sends none; ``fresh``: the identifier is new."""
+        params: dict[str, str] = {}
+        if api_version != "":
+            params["api-version"] = api_version or self.api_version
         if identifier is not None:
             params["identifier"] = identifier
-        url = f"{self.endpoint}/{route}"
+        url = f"{self.endpoint}/{route}" if route else self.endpoint + "/"
+        request = HttpRequest(method, url, params=params, json=json, files=files)
         max_retries = self.max_retries if retries is None else retries
-        attempt = 0
-        refreshed = False
-        while True:
-            token = self.tokens.token()
-            try:
-                response = self._http.request(
-                    method, url, params=params, json=json, files=files,
-                    headers={"Authorization": f"Bearer {token}"}, timeout=(self.connect_timeout, read_timeout),
-                )
-            except requests.exceptions.ConnectTimeout as exc:
-                error: SessionsError = SessionsRequestError(f"connecting to {self.host} timed out")
-                cause: BaseException = exc
-            except requests.exceptions.ReadTimeout as exc:
-                self._count(self.faults, "timeout")
-                raise SessionsTimeoutError(f"{self.host} did not answer within {read_timeout:g} s ({op})") from exc
-            except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-                error, cause = SessionsRequestError(f"connection to {self.host} failed: {_reason(exc)}"), exc
-            else:
-                if response.status_code < 400:
-                    return response
-                error, cause = _response_error(response, op, identifier), None  # type: ignore[assignment]
-                if isinstance(error, SessionsAuthError):
-                    self.tokens.invalidate(token)
-                    if error.status == 401 and not refreshed:
-                        refreshed = True  # an expired or revoked token: one immediate retry with a new one
-                        continue
-            kind = _kind(error)
-            if isinstance(error, SessionsPoolFullError):
-                # Back-pressure, not a failure: wait for a session to free up until the deadline
-                # (the last wait is cut short so that the final try lands on it).
-                remaining = 0.0 if deadline is None else deadline - time.monotonic()
-                if remaining < 0.05:
-                    self._count(self.faults, kind)
-                    raise error
-                wait = min(_backoff(attempt, error.retry_after), remaining)
-            else:
-                retryable = isinstance(error, SessionsRequestError) or (
-                    isinstance(error, SessionsResponseError) and (error.status in RETRY_STATUSES or error.status == 403)
-                )
-                wait = _backoff(attempt, getattr(error, "retry_after", None))
-                if not retryable or attempt >= max_retries or (deadline is not None and time.monotonic() + wait > deadline):
-                    if attempt:
-                        log.warning("%s %s: giving up after %d retries: %s", method, route, attempt, error)
-                    self._count(self.faults, kind)
-                    raise error from cause
-            self._count(self.retries, kind)
-            log.info("%s %s: %s; retry %d in %.2f s", method, route, error, attempt + 1, wait)
-            time.sleep(wait)
-            attempt += 1
+        options: dict[str, Any] = {
+            "connection_timeout": self.connect_timeout, "read_timeout": read_timeout,
+            "retry_total": max_retries, "retry_connect": max_retries, "retry_read": max_retries,
+            "retry_status": max_retries, "retry_on_methods": ALL_METHODS, "deadline": deadline,
+            "maybe_executed_retries": 1 if op in EXECUTING_OPS else None,
+            "on_retry": lambda kind: self._count(self.retries, kind), "enforce_https": self._enforce_https,
+        }
+        if execute_fields is not None and identifier is not None:
+            options["execute_fields"] = (identifier, execute_fields)
+        try:
+            response = self._pipeline.send_request(request, **options)
+        except ClientAuthenticationError as exc:
+            raise TokenUnavailable(str(exc.message)) from exc
+        except ServiceResponseTimeoutError as exc:
+            self._count(self.faults, "timeout")
+            raise SessionsTimeoutError(f"{self.host} did not answer within {read_timeout:g} s ({op})") from exc
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            self._count(self.faults, "connection")
+            raise SessionsRequestError(f"connection to {self.host} failed: {_reason(exc)}") from exc
+        if response.status_code < 400:
+            return response
+        error = _response_error(response, op, identifier, fresh)
+        self._count(self.faults, _kind(error))
+        raise error
 
     def _count(self, counter: dict[str, int], kind: str) -> None:
         with self._counts_lock:
             counter[kind] = counter.get(kind, 0) + 1
 
-    def _execution_output(
-        self, response: requests.Response, identifier: str, mode: ExecuteMode, timeout_s: int
-    ) -> ExecutionOutput:
+    def _execution_output(self, response: HttpResponse, identifier: str, legacy: bool, api_version: str,
+                          timeout_s: int) -> ExecutionOutput:
         body = _json(response)
-        if mode.legacy:
+        if legacy:
             props = body.get("properties") or {}
             return ExecutionOutput(props.get("status") == "Success", props.get("stdout") or "",
                                    props.get("stderr") or "", props.get("result"))
@@ -279,44 +278,69 @@ class SessionsClient:
                 raise SessionsTimeoutError(f"execution on {self.host} still running after {timeout_s} s")
             time.sleep(0.2)
             body = _json(self._call("GET", f"executions/{quote(str(body.get('id', '')))}", identifier,
-                                    op="execution_get", read_timeout=FILE_TIMEOUT_S, api_version=mode.api_version))
+                                    op="execution_get", read_timeout=FILE_TIMEOUT_S, api_version=api_version))
         result = body.get("result") or {}
         return ExecutionOutput(body.get("status") == "Succeeded", result.get("stdout") or "",
                                result.get("stderr") or "", result.get("executionResult"))
 
 
-def _json(response: requests.Response) -> dict[str, Any]:
+def _json(response: HttpResponse) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError as exc:
         raise SessionsResponseError(response.status_code, "InvalidResponse",
-                                    f"not JSON: {response.text[:200]!r}") from exc
+                                    f"not JSON: {response.text()[:200]!r}") from exc
     if not isinstance(body, dict):
         raise SessionsResponseError(response.status_code, "InvalidResponse", "not a JSON object")
     return body
 
 
-def _response_error(response: requests.Response, op: str, identifier: str | None) -> SessionsResponseError:
+def _json_any(response: HttpResponse) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise SessionsResponseError(response.status_code, "InvalidResponse",
+                                    f"not JSON: {response.text()[:200]!r}") from exc
+
+
+def _response_error(response: HttpResponse, op: str, identifier: str | None,
+                    fresh: bool = False) -> SessionsResponseError:
     code, message = response.headers.get("x-ms-error-code") or "", ""
     try:
-        error = response.json().get("error") or {}
-        code, message = error.get("code") or code, error.get("message") or ""
+        body = response.json()
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        # Azure's {"error": {code, message}}, or a custom container's own (Piston's {"message"}).
+        code, message = error.get("code") or code, error.get("message") or body.get("message") or ""
     except (ValueError, AttributeError):
-        message = response.text[:300]
+        message = response.text()[:300]
     if identifier:
         # Messages reach logs and, through the service's errors, clients: never the identifier itself.
         message = message.replace(identifier, "<session>")
-    code = code or response.reason or "Error"
+    code = code or response.reason or "Error"  # type: ignore[assignment]
     retry_after = _retry_after(response.headers.get("Retry-After"))
     status = response.status_code
     if status == 429:
         return SessionsThrottledError(status, code, message, retry_after)
     if status in (401, 403):
         return SessionsAuthError(status, code, message, retry_after)
-    if status == 404 and op in ("execute", "upload") and not code.endswith(("PoolNotFound", "ResourceNotFound")):
-        # [DOC session-pool.md] requests beyond maxConcurrentSessions get 404.
-        return SessionsPoolFullError(status, code, message, retry_after)
+    if status == 404:
+        return _not_found(code, message, retry_after, allocating=fresh and op in ("execute", "upload", "forward"))
     return SessionsResponseError(status, code, message, retry_after)
+
+
+def _not_found(code: str, message: str, retry_after: float | None, *, allocating: bool) -> SessionsResponseError:
+    """A 404 body that says what it is wins; a bare 404 for a new identifier is the documented full pool
+    ([DOC session-pool.md] requests beyond maxConcurrentSessions get 404); one for an identifier that
+    has worked is not (its session is gone, or the route is wrong)."""
+    if code in POOL_FULL_CODES or POOL_FULL_MESSAGE.search(message):
+        return SessionsPoolFullError(404, code, message, retry_after, stated=True)
+    if code.endswith(POOL_MISSING_SUFFIXES):
+        return SessionsNotFoundError(404, code, message, retry_after, what="pool")
+    if code in SESSION_MISSING_CODES:
+        return SessionsNotFoundError(404, code, message, retry_after, what="session")
+    if allocating:
+        return SessionsPoolFullError(404, code, message, retry_after)
+    return SessionsNotFoundError(404, code, message, retry_after)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -334,7 +358,7 @@ def _kind(error: SessionsError) -> str:
     return "connection"
 
 
-def _backoff(attempt: int, retry_after: float | None) -> float:
+def backoff(attempt: int, retry_after: float | None) -> float:
     if retry_after is not None:
         return retry_after + random.uniform(0, 0.1 * retry_after + 0.05)
     ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)

@@ -1,10 +1,11 @@
-"""Access tokens for the session pool: one credential per process, one cached token, refreshed early.
+"""Access tokens for the session pool: one credential per process, observed.
 
 Container Apps gives the app a managed identity through ``IDENTITY_ENDPOINT`` and
-``IDENTITY_HEADER``; azure-identity reads those itself. The token is cached here and
-refreshed ahead of expiry (5 min before, or at half-life for short-lived tokens) by one
-thread while the others keep using the still-valid one, so no request ever pays for a
-token fetch except the very first. Tokens are never logged.
+``IDENTITY_HEADER``; azure-identity reads those itself. azure-core's
+BearerTokenCredentialPolicy caches the token and refreshes it at the ``refresh_on`` the
+credential gives; ``ObservedCredential`` has a token refreshed before its last 5 min (its
+last half, for short-lived tokens) and records fetches and the last error for /health and
+/metrics. Tokens are never logged.
 """
 
 from __future__ import annotations
@@ -12,18 +13,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError
+from azure.core.credentials import AccessTokenInfo, TokenCredential, TokenRequestOptions
+from azure.core.exceptions import AzureError, ClientAuthenticationError
 
 from backend.config import Settings
 
 log = logging.getLogger(__name__)
 
-REFRESH_MARGIN_S = 300.0  # refresh this long before expiry...
-MIN_VALIDITY_S = 5.0  # ...and never hand out a token with less than this left
+REFRESH_MARGIN_S = 300.0  # never use a token this close to expiry (half its life, if shorter)
+REFRESH_JITTER_S = 60.0  # azure-core's refresh jitter (MAX_REFRESH_JITTER_SECONDS)
 
 
 class TokenUnavailable(Exception):
@@ -50,70 +50,54 @@ def build_credential(settings: Settings) -> TokenCredential:
     return DefaultAzureCredential(managed_identity_client_id=client_id, exclude_interactive_browser_credential=True)
 
 
-@dataclass(frozen=True)
-class _Cached:
-    token: str
-    expires_on: float
-    refresh_at: float
-
-
-class TokenProvider:
-    """Thread-safe cached bearer token for one scope."""
+class ObservedCredential:
+    """A TokenCredential (and SupportsTokenInfo) around the real one: refresh timing and counts."""
 
     def __init__(self, credential: TokenCredential, scope: str) -> None:
         self.credential = credential
         self.scope = scope
-        self._cached: _Cached | None = None
-        self._lock = threading.Lock()  # held while fetching
         self.fetches = 0
         self.last_error: str | None = None
+        self._expires_on: float | None = None
+        self._lock = threading.Lock()
 
-    def token(self) -> str:
-        cached = self._cached
-        now = time.time()
-        if cached is not None and now < cached.refresh_at:
-            return cached.token
-        if cached is not None and now < cached.expires_on - MIN_VALIDITY_S:
-            # In the refresh window: one caller refreshes, the others go on with the valid token.
-            if self._lock.acquire(blocking=False):
-                try:
-                    self._refresh_locked(keep_on_error=True)
-                finally:
-                    self._lock.release()
-            return (self._cached or cached).token
-        with self._lock:
-            cached = self._cached
-            if cached is not None and time.time() < cached.expires_on - MIN_VALIDITY_S:
-                return cached.token  # another thread fetched it while we waited
-            return self._refresh_locked(keep_on_error=False)
-
-    def invalidate(self, token: str | None = None) -> None:
-        """Forget the cached token (after a 401/403), unless another thread already replaced it."""
-        with self._lock:
-            if self._cached is not None and (token is None or self._cached.token == token):
-                self._cached = None
-
-    def expires_in(self) -> float | None:
-        cached = self._cached
-        return None if cached is None else cached.expires_on - time.time()
-
-    def _refresh_locked(self, *, keep_on_error: bool) -> str:
+    def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
         fetched_at = time.time()
         try:
-            access = self.credential.get_token(self.scope)
+            getter = getattr(self.credential, "get_token_info", None)
+            access: Any = getter(*scopes, options=options) if getter else self.credential.get_token(*scopes)
         except (AzureError, ValueError, OSError) as exc:
             self.last_error = _describe(exc)
-            if keep_on_error and self._cached is not None:
-                log.warning("refreshing the session pool token failed (will retry): %s", self.last_error)
-                return self._cached.token
-            raise TokenUnavailable(f"cannot obtain a token for {self.scope}: {self.last_error}") from exc
-        self.fetches += 1
-        self.last_error = None
+            raise ClientAuthenticationError(f"cannot obtain a token for {self.scope}: {self.last_error}") from exc
         lifetime = max(0.0, access.expires_on - fetched_at)
         margin = min(REFRESH_MARGIN_S, lifetime / 2)
-        self._cached = _Cached(access.token, float(access.expires_on), access.expires_on - margin)
+        # The policy refreshes at refresh_on plus up to a minute of its own jitter, capped at the
+        # expiry it is told: so it is told the end of our window, and refresh_on comes before it.
+        usable_until = int(access.expires_on - margin)
+        refresh_on = int(access.expires_on - margin - min(REFRESH_JITTER_S, margin / 2))
+        with self._lock:
+            self.fetches += 1
+            self.last_error = None
+            self._expires_on = float(access.expires_on)
         log.info("obtained a session pool token valid for %.0f s", lifetime)
-        return access.token
+        return AccessTokenInfo(access.token, usable_until, refresh_on=refresh_on)
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        info = self.get_token_info(*scopes)
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(info.token, info.expires_on)
+
+    def check(self) -> None:
+        """Can a token be had (the readiness check)? Raises TokenUnavailable with the reason."""
+        try:
+            self.get_token_info(self.scope)
+        except ClientAuthenticationError as exc:
+            raise TokenUnavailable(str(exc.message)) from exc
+
+    def expires_in(self) -> float | None:
+        expires = self._expires_on
+        return None if expires is None else expires - time.time()
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,15 +1,16 @@
-"""The pool management endpoint: configured, or read once from ARM (``Microsoft.App/sessionPools``)."""
+"""The pool management endpoint and kind: configured, or read once from ARM (``Microsoft.App/sessionPools``)."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-from backend.config import Settings
+from backend.config import PoolType, Settings
 
 log = logging.getLogger(__name__)
 
@@ -18,10 +19,41 @@ class EndpointError(Exception):
     """The endpoint could not be resolved; the message names the pool and the reason."""
 
 
+# [DOC sessions-custom-container.md] custom-container pools answer at
+# https://<pool>.<environment-id>.<region>.azurecontainerapps.io; code interpreters at
+# https://<region>.dynamicsessions.io/subscriptions/...
+CUSTOM_CONTAINER_HOST_SUFFIX = ".azurecontainerapps.io"
+
+
+@dataclass(frozen=True)
+class PoolTarget:
+    endpoint: str
+    pool_type: PoolType  # never AUTO
+
+
 def resolve_endpoint(settings: Settings, credential: TokenCredential) -> str:
-    """``POOL_MANAGEMENT_ENDPOINT`` if set, else ``properties.poolManagementEndpoint`` of the pool."""
+    return resolve_pool(settings, credential).endpoint
+
+
+def resolve_pool(settings: Settings, credential: TokenCredential) -> PoolTarget:
+    """The endpoint (``POOL_MANAGEMENT_ENDPOINT`` or ARM's ``poolManagementEndpoint``) and the pool type
+    (``SESSION_POOL_TYPE``, else ARM's ``containerType``, else the endpoint's documented form)."""
+    configured = settings.session_pool_type
     if settings.pool_management_endpoint:
-        return settings.pool_management_endpoint.rstrip("/")
+        endpoint = settings.pool_management_endpoint.rstrip("/")
+        if configured is PoolType.AUTO:
+            host = urlsplit(endpoint).hostname or ""
+            configured = PoolType.CUSTOM_CONTAINER if host.endswith(CUSTOM_CONTAINER_HOST_SUFFIX) \
+                else PoolType.PYTHON_LTS
+        return PoolTarget(endpoint, configured)
+    endpoint, container_type = _read_arm(settings, credential)
+    if configured is PoolType.AUTO:
+        configured = PoolType.CUSTOM_CONTAINER if container_type == PoolType.CUSTOM_CONTAINER.value \
+            else PoolType.PYTHON_LTS
+    return PoolTarget(endpoint, configured)
+
+
+def _read_arm(settings: Settings, credential: TokenCredential) -> tuple[str, str]:
     from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
     pool = f"{settings.azure_resource_group}/{settings.session_pool_name}"
@@ -49,5 +81,7 @@ def resolve_endpoint(settings: Settings, credential: TokenCredential) -> str:
     )
     if not endpoint:
         raise EndpointError(f"session pool {pool} has no poolManagementEndpoint (still provisioning?)")
-    log.info("session pool %s resolved through ARM", pool)
-    return str(endpoint).rstrip("/")
+    raw_type = getattr(properties, "container_type", None) or ""
+    container_type = str(getattr(raw_type, "value", raw_type))  # the SDK may hand back its own enum
+    log.info("session pool %s resolved through ARM (containerType %s)", pool, container_type or "not given")
+    return str(endpoint).rstrip("/"), container_type

@@ -4,7 +4,8 @@ An identifier IS the session (same identifier = same sandbox), so identifiers ar
 unguessable (``secrets``), never come from users, and are random per process: gunicorn
 workers and replicas can never share one. ``reuse`` keeps an idle identifier for the
 next execution while the pool would still keep its session (idle < cooldown - margin);
-``fresh`` mints a new identifier for every execution.
+``fresh`` mints a new identifier for every execution. The executor may switch the
+strategy once it knows what the pool's sessions can separate (SESSION_STRATEGY=auto).
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ from dataclasses import dataclass, field
 
 from backend.errors import Overloaded
 
-PREFIX = "pst-"  # charset [A-Za-z0-9_-]: token_urlsafe's alphabet
+PREFIX = "pst-"
+# Lower-case hex and hyphens: inside every documented rule (Learn's letters, digits and
+# hyphens; the swagger patterns' [A-Za-z0-9-_]; 4-128 characters).
+IDENTIFIER_PATTERN = r"^[a-z0-9-]{4,128}$"
+STRATEGIES = ("reuse", "fresh")
 
 
 def new_identifier() -> str:
-    return PREFIX + secrets.token_urlsafe(24)  # 4 + 32 chars, 192 random bits
+    return PREFIX + secrets.token_hex(16)  # 4 + 32 chars, 128 random bits
 
 
 @dataclass
@@ -32,13 +37,16 @@ class Lease:
     last_used: float = field(default_factory=time.monotonic)
     uses: int = 0
 
+    def use(self) -> bool:
+        """Count a call on this session; True when it is the first (the pool allocates it then)."""
+        self.uses += 1
+        return self.uses == 1
+
 
 class LeasePool:
     """At most ``capacity`` identifiers in use at once; idle ones reused newest first."""
 
     def __init__(self, *, strategy: str, cooldown_s: float, capacity: int) -> None:
-        if strategy not in ("reuse", "fresh"):
-            raise ValueError(f"unknown session strategy {strategy!r}")
         self.strategy = strategy
         self.cooldown_s = cooldown_s
         # Reuse only well inside the cooldown: the pool may already be destroying a session
@@ -51,6 +59,16 @@ class LeasePool:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self.minted = 0
+
+    @property
+    def strategy(self) -> str:
+        return self._strategy
+
+    @strategy.setter
+    def strategy(self, value: str) -> None:
+        if value not in STRATEGIES:
+            raise ValueError(f"unknown session strategy {value!r}")
+        self._strategy = value
 
     def acquire(self, timeout_s: float) -> Lease:
         """A lease for one execution; Overloaded when no slot frees up within ``timeout_s``."""
@@ -84,6 +102,19 @@ class LeasePool:
             self.minted += 1
             self._busy.add(fresh.identifier)
         return fresh
+
+    def swap_for_idle(self, lease: Lease) -> Lease | None:
+        """An idle warm lease in place of ``lease`` (whose identifier is dropped), keeping the slot."""
+        with self._lock:
+            if self.strategy != "reuse":
+                return None
+            self._expire()
+            if not self._idle:
+                return None
+            warm = self._idle.pop()
+            self._busy.discard(lease.identifier)
+            self._busy.add(warm.identifier)
+        return warm
 
     def drain_idle(self) -> list[Lease]:
         """Take every idle lease out (at shutdown, to delete their sessions)."""

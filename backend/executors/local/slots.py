@@ -96,6 +96,10 @@ class SlotPool:
         """Give the slot back once it is wiped and has a fresh sandbox waiting."""
         if self._closed:
             return
+        if slot.uid is not None and self.plan.bwrap is None:
+            # Without namespaces a run writes to the host's scratch directories, where another slot's
+            # next run would find it: removed now, before the answer goes out, not on the recycler.
+            _remove_owned(SHARED_SCRATCH, slot.uid)
         self._recycler.submit(self._recycle, slot)
 
     def take_sandbox(self, slot: Slot) -> Sandbox:
@@ -182,6 +186,27 @@ class SlotPool:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._locks.clear()
+
+
+SHARED_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _remove_owned(directories: tuple[str, ...], uid: int) -> None:
+    for directory in directories:
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                continue
 
 
 def _mount_tmpfs(path: Path, size: int) -> None:
