@@ -106,6 +106,7 @@ class ContainerProcess:
         self._closed = False
         self.port = 0
         self.sandbox_dir = SANDBOX_ROOT / f"{os.getpid()}-{data_dir.name}"
+        self.box = None  # no pythonlts image box: the container's own service holds the files
 
     @property
     def pid(self) -> int | None:
@@ -168,6 +169,11 @@ class ContainerProcess:
             return (self.data_dir / "service.log").read_text(errors="replace")[-1500:]
         except OSError:
             return "<no log>"
+
+    def discard(self) -> None:
+        """Shut down a container that never served a session (a ready one), and remove its directory."""
+        self.shutdown()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def shutdown(self, grace_s: float = 3.0) -> None:
         """Stop the app, then kill whatever is left of the session: its group, its uids, its mounts."""

@@ -63,10 +63,11 @@ class Session:
 
     def attach(self, kernel: KernelProcess, pool_name: str) -> None:
         self.kernel = kernel
-        self.box = kernel.box
+        self.box = kernel.box  # None for a custom container: its own service holds its files
         self.data_dir = kernel.data_dir
         # X-Ms-Session-Guid is the pod name in the real service [MS-SAMPLE]; make it look like one.
-        self.guid = f"{pool_name}-{kernel.box.root.name[:10]}"
+        where = kernel.box.root if kernel.box is not None else kernel.data_dir
+        self.guid = f"{pool_name}-{where.name[:10]}"
 
     def remember(self, record_id: str, record: Any) -> None:
         self.executions[record_id] = record
@@ -168,9 +169,10 @@ class SessionRegistry:
         old = session.kernel
         if old is not None:
             old.shutdown()
-        if session.closed or session.box is None:
+        where = session.box if session.box is not None else session.data_dir
+        if session.closed or where is None:
             return
-        session.kernel = self._make_kernel(session.box)
+        session.kernel = self._make_kernel(where)
         if session.closed:
             session.kernel.shutdown()
 
@@ -216,8 +218,9 @@ class SessionRegistry:
     def _dispose(session: Session) -> None:
         if session.kernel is not None:
             session.kernel.shutdown()
-        if session.box is not None:
-            shutil.rmtree(session.box.root, ignore_errors=True)  # the container is gone with the session
+        where = session.box.root if session.box is not None else session.data_dir
+        if where is not None:
+            shutil.rmtree(where, ignore_errors=True)  # the container is gone with the session
 
     def clear(self) -> None:
         with self._lock:
