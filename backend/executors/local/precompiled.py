@@ -1,4 +1,9 @@
-"""Precompiled C++ headers, built for exactly the flags the c++ runtime compiles with.
+"""Precompiled state for compiles: C++ headers, and a class-data-sharing archive of javac.
+
+Both are built for exactly the flags the runtimes compile with, checked at start, and
+rebuilt (when this process may write the directory) or ignored when they do not fit.
+
+**Headers.**
 
 GCC looks for ``<dir>/<header>.gch`` in every include directory before the header
 itself, so putting one directory first on the include path (``-I``) makes
@@ -6,13 +11,16 @@ itself, so putting one directory first on the include path (``-I``) makes
 .gch built for other flags or by another compiler; on top of that the directory is
 named after the compiler's identity and the flags, carries a manifest of every header
 it was built from, and is checked at start with a real compile (``-H`` prints ``!`` for
-a precompiled header that was used). A set that fails any check is rebuilt (when this
-process may write the directory) or ignored.
+a precompiled header that was used). A set that fails any check is rebuilt or ignored.
+
+**javac.** A dynamic CDS archive (``-XX:ArchiveClassesAtExit``) of the classes javac loads
+while compiling a small program, named after the JDK's identity and javac's JVM flags. It
+is used only if a check compile loads javac's main class from it (``-Xlog:class+load``).
 
 The directory defaults to /usr/local/lib/piston-pch: under /usr, which every sandbox
 binds read-only, so submissions see the same path without an extra mount.
 
-    python -m backend.executors.local.pch build [--root DIR]   (scripts/setup.sh, the Dockerfile)
+    python -m backend.executors.local.precompiled build [--root DIR]   (scripts/setup.sh, the Dockerfile)
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from backend.runtimes import CXX_FLAGS, SPECS
+from backend.runtimes import CXX_FLAGS, JAVAC_JVM_FLAGS, SPECS
 
 log = logging.getLogger(__name__)
 
@@ -158,26 +166,130 @@ def prepare(root: str, cxx: str, flags: Sequence[str], *, may_build: bool) -> Pa
         return None
 
 
+# ---------------------------------------------------------------- javac class-data sharing
+
+# Loads the parts of javac an ordinary submission needs: generics, lambdas, collections, records.
+JAVAC_TRAINING = """import java.util.*;
+import java.util.stream.*;
+public class Main {
+    record Pair(int a, long b) {}
+    interface Op { long apply(long x); }
+    public static void main(String[] args) throws Exception {
+        Scanner in = new Scanner(System.in);
+        List<Pair> pairs = new ArrayList<>();
+        Map<Integer, List<Long>> groups = new TreeMap<>();
+        Op twice = x -> x * 2;
+        for (int i = 0; i < 10; i++) { pairs.add(new Pair(i, twice.apply(i))); }
+        groups.computeIfAbsent(1, k -> new ArrayList<>()).add(3L);
+        String s = pairs.stream().map(p -> String.valueOf(p.b())).collect(Collectors.joining(","));
+        StringBuilder sb = new StringBuilder(s);
+        try { System.out.println(sb.reverse() + " " + groups + String.format("%.3f", Math.sqrt(2))); }
+        catch (RuntimeException e) { throw new IllegalStateException(e); }
+    }
+}
+"""
+JAVAC_MAIN_CLASS = "com.sun.tools.javac.main.Main"
+
+
+def jdk_identity(javac: str) -> str:
+    real = os.path.realpath(javac)
+    home = Path(real).parent.parent
+    parts = [_run([javac, "-J-Xinternalversion"], timeout=60).stdout.strip()]
+    for path in (real, str(home / "lib" / "server" / "libjvm.so"), str(home / "lib" / "modules")):
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            parts.append(f"{path} {st.st_size} {st.st_mtime_ns}")
+    return "\n".join(parts)
+
+
+def javac_archive_path(root: str, javac: str, jvm_flags: Sequence[str]) -> Path:
+    digest = hashlib.sha256("\0".join([FORMAT, jdk_identity(javac), *jvm_flags]).encode()).hexdigest()[:24]
+    return Path(root) / f"javac-{digest}.jsa"
+
+
+def _javac(javac: str, jvm_flags: Sequence[str], extra: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    with tempfile.TemporaryDirectory(prefix="javac-cds-") as work:
+        (Path(work) / "Main.java").write_text(JAVAC_TRAINING)
+        return subprocess.run([javac, *[f"-J{f}" for f in (*jvm_flags, *extra)], "-encoding", "UTF-8", "-d", ".",
+                               "Main.java"], capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False,
+                              env=_ENV, cwd=work)
+
+
+def javac_archive_valid(archive: Path, javac: str, jvm_flags: Sequence[str]) -> bool:
+    if not archive.is_file():
+        return False
+    result = _javac(javac, jvm_flags, [f"-XX:SharedArchiveFile={archive}", "-Xlog:class+load=info:stdout"])
+    return result.returncode == 0 and not result.stderr and any(
+        f" {JAVAC_MAIN_CLASS} source: shared objects file" in line for line in result.stdout.splitlines())
+
+
+def build_javac_archive(root: str, javac: str, jvm_flags: Sequence[str]) -> Path:
+    target = javac_archive_path(root, javac, jvm_flags)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o755)
+    tmp = Path(root) / f".javac-{os.getpid()}.jsa"  # the JVM creates the file itself
+    try:
+        result = _javac(javac, jvm_flags, [f"-XX:ArchiveClassesAtExit={tmp}"])
+        if result.returncode != 0 or not tmp.exists():
+            raise OSError(f"dumping javac's class-data archive failed: {(result.stderr or result.stdout)[:500]}")
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    if not javac_archive_valid(target, javac, jvm_flags):
+        raise OSError(f"{javac} does not load its classes from {target}")
+    return target
+
+
+def prepare_javac_archive(root: str, javac: str, jvm_flags: Sequence[str], *, may_build: bool) -> Path | None:
+    """The archive javac's JVM should map, or None to compile without."""
+    try:
+        target = javac_archive_path(root, javac, jvm_flags)
+        if javac_archive_valid(target, javac, jvm_flags):
+            return target
+        if not may_build:
+            log.info("no usable javac class-data archive at %s", target)
+            return None
+        Path(root).mkdir(parents=True, exist_ok=True)
+        with open(Path(root) / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if javac_archive_valid(target, javac, jvm_flags):
+                return target
+            log.info("building javac's class-data archive %s", target)
+            return build_javac_archive(root, javac, jvm_flags)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("compiling Java without a class-data archive: %s", exc)
+        return None
+
+
+def default_binary(language: str, role: str) -> str | None:
+    return next((c for c in SPECS[language].binaries[role] if os.access(c, os.X_OK)), None)
+
+
 def default_cxx() -> str | None:
-    return next((c for c in SPECS["c++"].binaries["cxx"] if os.access(c, os.X_OK)), None)
+    return default_binary("c++", "cxx")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Build the precompiled C++ headers of the local sandbox.")
+    parser = argparse.ArgumentParser(description="Build the local sandbox's precompiled headers and javac archive.")
     parser.add_argument("command", choices=["build"])
     parser.add_argument("--root", default=os.environ.get("SANDBOX_PCH_DIR") or DEFAULT_ROOT)
     args = parser.parse_args()
-    cxx = default_cxx()
-    if cxx is None:
-        print("no C++ compiler installed: nothing to precompile")
-        return
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     with contextlib.suppress(FileExistsError):
         Path(args.root).mkdir(parents=True)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    directory = prepare(args.root, cxx, CXX_FLAGS, may_build=True)
-    if directory is None:
-        raise SystemExit("building the precompiled headers failed")
-    print(directory)
+    failed = False
+    if (cxx := default_cxx()) is not None:
+        directory = prepare(args.root, cxx, CXX_FLAGS, may_build=True)
+        print(f"c++ precompiled headers: {directory}")
+        failed |= directory is None
+    if (javac := default_binary("java", "javac")) is not None:
+        archive = prepare_javac_archive(args.root, javac, JAVAC_JVM_FLAGS, may_build=True)
+        print(f"javac class-data archive: {archive}")
+        failed |= archive is None
+    if failed:
+        raise SystemExit("building precompiled state failed")
 
 
 if __name__ == "__main__":
