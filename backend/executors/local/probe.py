@@ -7,6 +7,7 @@ cgroups for exact memory and process limits. Each is tried for real, not assumed
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 from backend.config import Settings
 from backend.executors.local.cgroups import cgroups_writable, detect_version
 from backend.executors.local.launcher import LauncherError, ensure_launcher
-from backend.executors.local.sandbox import Sandbox, SandboxPlan, Slot
+from backend.executors.local.sandbox import Sandbox, SandboxPlan, Slot, make_dev_dir
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,17 @@ class ProbeResult:
             "namespaces": self.namespaces,
             "uid_separation": self.uid_separation,
             "cgroups": f"v{self.cgroups}" if self.cgroups else None,
+            "dev": ("template" if self.plan.dev_dir else "bwrap") if self.plan and self.namespaces else None,
             "refused": self.refusal,
         }
 
 
-def _works(plan: SandboxPlan, uid: int | None) -> bool:
-    """Run /usr/bin/true in a throw-away sandbox built from ``plan``."""
+# Proves the /dev template's nodes work where the sandbox sees them (not on a nodev mount).
+DEV_CHECK = ("/usr/bin/dd", "if=/dev/zero", "of=/dev/null", "count=1", "status=none")
+
+
+def _works(plan: SandboxPlan, uid: int | None, argv: tuple[str, ...] = ("/usr/bin/true",)) -> bool:
+    """Run ``argv`` in a throw-away sandbox built from ``plan``."""
     root = Path(tempfile.mkdtemp(prefix="probe-", dir=plan_dir(plan)))
     try:
         os.chmod(root, 0o711)
@@ -64,7 +70,7 @@ def _works(plan: SandboxPlan, uid: int | None) -> bool:
             if uid is not None:
                 os.chown(path, uid, uid)
         sandbox = Sandbox(plan, slot)
-        sandbox.start(["/usr/bin/true"], stdin_path=None, rlimits={})
+        sandbox.start(list(argv), stdin_path=None, rlimits={})
         outcome = sandbox.collect(timeout_ms=10_000, output_max_size=4096)
         sandbox.destroy()
         if outcome.wait_status != 0:
@@ -75,6 +81,17 @@ def _works(plan: SandboxPlan, uid: int | None) -> bool:
         return False
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _with_dev_template(plan: SandboxPlan, state_dir: str, uid: int | None) -> SandboxPlan:
+    """The plan with one bind of a /dev template instead of bwrap's --dev, if that works here."""
+    try:
+        dev_dir = make_dev_dir(Path(state_dir) / "dev")
+    except OSError as exc:  # no CAP_MKNOD (an unprivileged container)
+        log.info("sandbox /dev from bwrap --dev (no template: %s)", exc)
+        return plan
+    candidate = dataclasses.replace(plan, dev_dir=str(dev_dir))
+    return candidate if _works(candidate, uid, DEV_CHECK) else plan
 
 
 def plan_dir(plan: SandboxPlan) -> str:
@@ -108,6 +125,9 @@ def probe(settings: Settings) -> ProbeResult:
             "no sandbox layer works here (no namespaces, no uid separation); "
             "set ALLOW_UNSAFE_SANDBOX=true to run submissions unconfined"
         )
-    result = ProbeResult(plan(namespaces, uid_sep) if refusal is None else None, namespaces, uid_sep, cgroups, refusal)
+    chosen = plan(namespaces, uid_sep) if refusal is None else None
+    if chosen is not None and namespaces and is_root:
+        chosen = _with_dev_template(chosen, settings.sandbox_state_dir, probe_uid if uid_sep else None)
+    result = ProbeResult(chosen, namespaces, uid_sep, cgroups, refusal)
     log.info("local sandbox mode: %s", result.mode if refusal is None else f"refused ({refusal})")
     return result
