@@ -35,7 +35,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from backend.runtimes import CXX_FLAGS, JAVAC_JVM_FLAGS, SPECS
@@ -144,26 +144,33 @@ def build(root: str, cxx: str, flags: Sequence[str]) -> Path:
     return target
 
 
-def prepare(root: str, cxx: str, flags: Sequence[str], *, may_build: bool) -> Path | None:
-    """The directory to put first on the include path, or None to compile without."""
+def _ensure(root: str, what: str, target: Callable[[], Path], is_valid: Callable[[Path], bool],
+            make: Callable[[], Path], *, may_build: bool) -> Path | None:
+    """``target()`` if it checks out, else (when allowed) built under a lock, else None."""
     try:
-        target = set_dir(root, cxx, flags)
-        if valid(target, cxx, flags):
-            return target
+        path = target()
+        if is_valid(path):
+            return path
         if not may_build:
-            log.info("no usable precompiled headers in %s", target)
+            log.info("no usable %s at %s", what, path)
             return None
         Path(root).mkdir(parents=True, exist_ok=True)
-        # Several workers (or services) starting at once build the set once.
+        # Several workers (or services) starting at once build it once.
         with open(Path(root) / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if valid(target, cxx, flags):
-                return target
-            log.info("building precompiled headers in %s", target)
-            return build(root, cxx, flags)
+            if is_valid(path):
+                return path
+            log.info("building %s at %s", what, path)
+            return make()
     except (OSError, subprocess.SubprocessError) as exc:
-        log.warning("compiling without precompiled headers: %s", exc)
+        log.warning("compiling without %s: %s", what, exc)
         return None
+
+
+def prepare(root: str, cxx: str, flags: Sequence[str], *, may_build: bool) -> Path | None:
+    """The directory to put first on the include path, or None to compile without."""
+    return _ensure(root, "precompiled headers", lambda: set_dir(root, cxx, flags),
+                   lambda path: valid(path, cxx, flags), lambda: build(root, cxx, flags), may_build=may_build)
 
 
 # ---------------------------------------------------------------- javac class-data sharing
@@ -244,23 +251,9 @@ def build_javac_archive(root: str, javac: str, jvm_flags: Sequence[str]) -> Path
 
 def prepare_javac_archive(root: str, javac: str, jvm_flags: Sequence[str], *, may_build: bool) -> Path | None:
     """The archive javac's JVM should map, or None to compile without."""
-    try:
-        target = javac_archive_path(root, javac, jvm_flags)
-        if javac_archive_valid(target, javac, jvm_flags):
-            return target
-        if not may_build:
-            log.info("no usable javac class-data archive at %s", target)
-            return None
-        Path(root).mkdir(parents=True, exist_ok=True)
-        with open(Path(root) / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if javac_archive_valid(target, javac, jvm_flags):
-                return target
-            log.info("building javac's class-data archive %s", target)
-            return build_javac_archive(root, javac, jvm_flags)
-    except (OSError, subprocess.SubprocessError) as exc:
-        log.warning("compiling Java without a class-data archive: %s", exc)
-        return None
+    return _ensure(root, "a javac class-data archive", lambda: javac_archive_path(root, javac, jvm_flags),
+                   lambda path: javac_archive_valid(path, javac, jvm_flags),
+                   lambda: build_javac_archive(root, javac, jvm_flags), may_build=may_build)
 
 
 def default_binary(language: str, role: str) -> str | None:
