@@ -74,6 +74,7 @@ def probe(client: Client) -> tuple[str, str]:
 
 
 def test_clean_runs_share_the_slot_namespace_and_it_is_as_new(client: Client) -> None:
+    assert client.get("/health").json()["sandbox"]["kept_netns"] is True  # root, as here
     first, state = probe(client)
     second, again = probe(client)
     assert first == second, "the kept namespace is not reused"

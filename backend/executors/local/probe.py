@@ -18,7 +18,7 @@ from pathlib import Path
 from backend.config import Settings
 from backend.executors.local.cgroups import cgroups_writable, detect_version
 from backend.executors.local.launcher import LauncherError, ensure_launcher
-from backend.executors.local.sandbox import Sandbox, SandboxPlan, Slot, make_dev_dir
+from backend.executors.local.sandbox import Sandbox, SandboxPlan, Slot, make_dev_dir, open_netns
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class ProbeResult:
             "uid_separation": self.uid_separation,
             "cgroups": f"v{self.cgroups}" if self.cgroups else None,
             "dev": ("template" if self.plan.dev_dir else "bwrap") if self.plan and self.namespaces else None,
+            "kept_netns": bool(self.plan and self.plan.keep_netns),
             "refused": self.refusal,
         }
 
@@ -62,9 +63,12 @@ DEV_CHECK = ("/usr/bin/dd", "if=/dev/zero", "of=/dev/null", "count=1", "status=n
 def _works(plan: SandboxPlan, uid: int | None, argv: tuple[str, ...] = ("/usr/bin/true",)) -> bool:
     """Run ``argv`` in a throw-away sandbox built from ``plan``."""
     root = Path(tempfile.mkdtemp(prefix="probe-", dir=plan_dir(plan)))
+    slot = Slot(index=-1, uid=uid, root=root / "slot", cgroup=None)
     try:
         os.chmod(root, 0o711)
-        slot = Slot(index=-1, uid=uid, root=root, cgroup=None)
+        slot.root.mkdir(mode=0o711)
+        if plan.keep_netns:
+            slot.netns_fd = open_netns(plan.launcher, slot.netns_reference)
         for path in (slot.box, slot.io):
             path.mkdir()
             if uid is not None:
@@ -80,6 +84,8 @@ def _works(plan: SandboxPlan, uid: int | None, argv: tuple[str, ...] = ("/usr/bi
         log.info("sandbox probe failed: %s", exc)
         return False
     finally:
+        if slot.netns_fd is not None:
+            os.close(slot.netns_fd)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -92,6 +98,14 @@ def _with_dev_template(plan: SandboxPlan, state_dir: str, uid: int | None) -> Sa
         return plan
     candidate = dataclasses.replace(plan, dev_dir=str(dev_dir))
     return candidate if _works(candidate, uid, DEV_CHECK) else plan
+
+
+def _with_kept_netns(plan: SandboxPlan, uid: int | None) -> SandboxPlan:
+    """The plan with a network namespace kept per slot, if the launcher can make and join one here."""
+    if plan.network:
+        return plan
+    candidate = dataclasses.replace(plan, keep_netns=True)
+    return candidate if _works(candidate, uid) else plan
 
 
 def plan_dir(plan: SandboxPlan) -> str:
@@ -128,6 +142,7 @@ def probe(settings: Settings) -> ProbeResult:
     chosen = plan(namespaces, uid_sep) if refusal is None else None
     if chosen is not None and namespaces and is_root:
         chosen = _with_dev_template(chosen, settings.sandbox_state_dir, probe_uid if uid_sep else None)
+        chosen = _with_kept_netns(chosen, probe_uid if uid_sep else None)
     result = ProbeResult(chosen, namespaces, uid_sep, cgroups, refusal)
     log.info("local sandbox mode: %s", result.mode if refusal is None else f"refused ({refusal})")
     return result

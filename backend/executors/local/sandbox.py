@@ -47,6 +47,8 @@ class SandboxPlan:
     ro_binds: tuple[str, ...] = ()
     # A root-owned /dev template (make_dev_dir) bound whole, or None for bwrap's --dev.
     dev_dir: str | None = None
+    # Each slot keeps a network namespace (open_netns) instead of bwrap making one per stage.
+    keep_netns: bool = False
 
     def etc_paths(self) -> list[str]:
         extra = [str(p) for p in Path("/etc").glob("java-*") if p.is_dir()]

@@ -62,7 +62,7 @@ class SlotPool:
                 cgroup=SlotCgroup(cgroup_name, index) if cgroup_name else None,
             )
             self._prepare_dirs(slot)
-            if plan.bwrap is not None and not plan.network and os.geteuid() == 0:
+            if plan.keep_netns:
                 try:
                     slot.netns_fd = open_netns(plan.launcher, slot.netns_reference)
                 except OSError as exc:
