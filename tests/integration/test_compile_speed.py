@@ -225,3 +225,11 @@ def test_judge_rejudge_uses_the_cache(client: Client) -> None:
     second = client.post("/api/v2/judge", body).json()
     assert "cached" not in first["compile"] and second["compile"]["cached"] is True
     assert [c["verdict"] for c in first["testcases"]] == [c["verdict"] for c in second["testcases"]] == ["AC"] * 4
+
+
+def test_failed_compiles_leave_no_lock_behind(client: Client, server: ServerProcess) -> None:
+    locks = Path(server._env.get("SANDBOX_STATE_DIR", "/tmp/piston-state")) / "compile-cache" / "locks"
+    before = set(locks.iterdir())
+    for _ in range(3):
+        assert client.execute("c++", _unique(BROKEN))["compile"]["code"] == 1
+    assert set(locks.iterdir()) <= before
