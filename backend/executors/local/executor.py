@@ -210,7 +210,8 @@ class LocalBox(Box):
 
     def _write(self, name: str, content: bytes) -> None:
         path = self.slot.box / name
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent != self.slot.box:  # the box itself exists; skip a syscall per file
+            path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
         if self.slot.uid is not None:
             for part in [path, *path.relative_to(self.slot.box).parents]:

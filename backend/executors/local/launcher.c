@@ -253,6 +253,18 @@ static long long cpu_used_ms(pid_t pid) {
     return (long long)(utime + stime + (unsigned long long)cutime + (unsigned long long)cstime) * 1000 / hz;
 }
 
+/* As the pid namespace's init (bwrap --as-pid-1) we inherit the program's orphans; reap
+ * those that died so their zombies do not count against the process limit. The program
+ * itself is left for wait4, which also takes its rusage. */
+static void reap_orphans(pid_t child) {
+    for (;;) {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0 || si.si_pid == child) return;
+        waitpid(si.si_pid, NULL, WNOHANG);
+    }
+}
+
 static long long usec(struct timeval tv) { return (long long)tv.tv_sec * 1000000 + tv.tv_usec; }
 
 #define MAX_JOB (1 << 20)
@@ -344,6 +356,7 @@ static int inner(int argc, char **argv) {
             else if (cpu_ms > 0 && cpu_used_ms(child) >= cpu_ms) killed = 1;
             if (killed) kill(child, SIGKILL);
         }
+        reap_orphans(child);
         sigtimedwait(&chld, NULL, &tick); /* returns at once when the child exits */
     }
     clock_gettime(CLOCK_MONOTONIC, &end);

@@ -111,7 +111,9 @@ def sandbox_argv(plan: SandboxPlan, slot: Slot, meta_fd: int, ctrl_fd: int) -> l
     if plan.bwrap is None:
         return argv + inner
     argv += [
-        plan.bwrap, "--unshare-all", "--unshare-user", "--disable-userns",
+        # --as-pid-1: the inner launcher is the namespace's init (it reaps orphans), saving
+        # bwrap's own reaper process per stage; signals from the program cannot reach it.
+        plan.bwrap, "--unshare-all", "--as-pid-1", "--unshare-user", "--disable-userns",
         "--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL",
         "--ro-bind", "/usr", "/usr",
         "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
