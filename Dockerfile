@@ -70,9 +70,9 @@ COPY infra/docker-entrypoint.sh /usr/local/bin/docker-entrypoint
 COPY requirements.txt gunicorn.conf.py app.py test_session_pool.py ./
 COPY backend/ ./backend/
 COPY test_cases/ ./test_cases/
-# Precompiled C++ headers for the c++ runtime's exact flags (backend/executors/local/pch.py),
+# Precompiled C++ headers for the c++ runtime's exact flags (backend.executors.local.precompiled.py),
 # the same step as scripts/setup.sh; the service checks them at start and rebuilds if stale.
-RUN python -m backend.executors.local.pch build
+RUN python -m backend.executors.local.precompiled build
 
 EXPOSE 8000
 

@@ -180,9 +180,24 @@ class Commands:
     renames: tuple[tuple[str, str], ...] = ()
 
 
-# The c++ runtime's language and optimisation flags: its compile command and the precompiled
-# headers built for it (backend/executors/local/pch.py) use exactly these.
+# The c++ runtime's language and optimisation flags, and the JVM flags javac runs with: the
+# compile commands and what backend/executors/local/precompiled.py builds for them use exactly these.
 CXX_FLAGS = ("-std=gnu++17", "-O2")
+JAVAC_JVM_FLAGS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+
+
+@dataclass(frozen=True)
+class Speedups:
+    """Precompiled state a compile may load; none of it changes what the compile produces."""
+
+    cxx_include_dirs: tuple[str, ...] = ()  # precompiled headers, first on the include path
+    javac_archive: str | None = None  # a class-data-sharing archive of javac's own classes
+
+    def applies_to(self, language: str) -> bool:
+        return (language == "c++" and bool(self.cxx_include_dirs)) or (language == "java" and bool(self.javac_archive))
+
+
+NO_SPEEDUPS = Speedups()
 
 _JAVA_PUBLIC_CLASS = re.compile(r"public\s+(?:final\s+|abstract\s+)*class\s+([A-Za-z_$][\w$]*)")
 _JAVA_MAIN_CLASS = re.compile(
@@ -196,11 +211,8 @@ def _java_main_class(source: str, fallback: str) -> str:
 
 
 def build_commands(runtime: Runtime, files: Sequence[SourceFile], limits: Limits,
-                   *, include_dirs: Sequence[str] = ()) -> Commands:
-    """Render the commands for ``files`` (the first is the main file) under ``limits``.
-
-    ``include_dirs`` go first on a C++ compile's include path (precompiled headers).
-    """
+                   *, speedups: Speedups = NO_SPEEDUPS) -> Commands:
+    """Render the commands for ``files`` (the first is the main file) under ``limits``."""
     b = runtime.binaries
     main = files[0].name
     sources = [f.name for f in files if f.is_source]
@@ -217,13 +229,14 @@ def build_commands(runtime: Runtime, files: Sequence[SourceFile], limits: Limits
             ("./a.out",),
         )
     if lang == "c++":
+        includes = [arg for d in speedups.cxx_include_dirs for arg in ("-I", d)]
         return Commands(
-            (b["cxx"], *CXX_FLAGS, "-pipe", *[arg for d in include_dirs for arg in ("-I", d)], "-o", "a.out", "-x", "c++",
+            (b["cxx"], *CXX_FLAGS, "-pipe", *includes, "-o", "a.out", "-x", "c++",
              *[s for s in sources if not s.endswith((".h", ".hpp"))]),
             ("./a.out",),
         )
     if lang == "java":
-        return _java_commands(runtime, files, limits)
+        return _java_commands(runtime, files, limits, speedups.javac_archive)
     if lang == "javascript":
         flags: list[str] = []
         if limits.memory_bytes > 0:
@@ -243,7 +256,8 @@ def build_commands(runtime: Runtime, files: Sequence[SourceFile], limits: Limits
     raise ValueError(f"no commands for {lang}")
 
 
-def _java_commands(runtime: Runtime, files: Sequence[SourceFile], limits: Limits) -> Commands:
+def _java_commands(runtime: Runtime, files: Sequence[SourceFile], limits: Limits,
+                   javac_archive: str | None) -> Commands:
     b = runtime.binaries
     renames: list[tuple[str, str]] = []
     sources: list[str] = []
@@ -268,8 +282,9 @@ def _java_commands(runtime: Runtime, files: Sequence[SourceFile], limits: Limits
     flags = ["-XX:+UseSerialGC", "-Xss64m"]
     if limits.memory_bytes > 0:
         flags.append(f"-Xmx{max(16, limits.memory_bytes * 3 // 4 // 2**20)}m")
+    jvm = [*JAVAC_JVM_FLAGS, *([f"-XX:SharedArchiveFile={javac_archive}"] if javac_archive else [])]
     return Commands(
-        (b["javac"], "-J-XX:+UseSerialGC", "-J-XX:TieredStopAtLevel=1", "-encoding", "UTF-8", "-d", ".", *sources),
+        (b["javac"], *[f"-J{flag}" for flag in jvm], "-encoding", "UTF-8", "-d", ".", *sources),
         (b["java"], *flags, "-cp", ".", main_class),
         tuple(renames),
     )

@@ -60,5 +60,5 @@ step "pip install -r requirements-tools.txt (into .venv-tools)"
 step "build the sandbox launcher"
 .venv/bin/python -c "from backend.config import load_settings; from backend.executors.local.launcher import ensure_launcher; print(ensure_launcher(load_settings().sandbox_state_dir))"
 step "precompile the C++ headers (bits/stdc++.h, iostream) for the c++ runtime's flags"
-SANDBOX_PCH_DIR="${SANDBOX_PCH_DIR:-/usr/local/lib/piston-pch}" .venv/bin/python -m backend.executors.local.pch build
+SANDBOX_PCH_DIR="${SANDBOX_PCH_DIR:-/usr/local/lib/piston-pch}" .venv/bin/python -m backend.executors.local.precompiled build
 echo "setup complete"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.executors.local import pch
-from backend.runtimes import CXX_FLAGS
+from backend.executors.local import precompiled as pch
+from backend.runtimes import CXX_FLAGS, JAVAC_JVM_FLAGS
 from backend.testing import ServerProcess
 from tests.conftest import Client
 
@@ -68,15 +68,30 @@ def _unique(code: str) -> str:
 def test_health_shows_precompiled_headers(client: Client, plain: Client) -> None:
     sandbox = client.get("/health").json()["sandbox"]
     assert sandbox["precompiled_headers"] and sandbox["compile_cache"] is True
-    assert plain.get("/health").json()["sandbox"]["precompiled_headers"] is None
+    assert sandbox["javac_archive"] or pch.default_binary("java", "javac") is None
+    plain_box = plain.get("/health").json()["sandbox"]
+    assert plain_box["precompiled_headers"] is None and plain_box["javac_archive"] is None
 
 
-@needs_cxx
-@pytest.mark.parametrize("code", [BROKEN, WARNS], ids=["error", "warning"])
-def test_diagnostics_identical_with_and_without_pch(client: Client, plain: Client, code: str) -> None:
+JAVA_BROKEN = """import java.util.*;
+public class Main { public static void main(String[] a) { List<int> x = new ArrayList<>(); undefined(); } }
+"""
+JAVA_WARNS = """import java.util.*;
+public class Main { public static void main(String[] a) { List raw = new ArrayList(); raw.add(1); System.out.println(raw); } }
+"""
+
+
+@pytest.mark.parametrize(("language", "code", "name"), [
+    ("c++", BROKEN, "main.cpp"), ("c++", WARNS, "main.cpp"), ("java", JAVA_BROKEN, "Main.java"),
+    ("java", JAVA_WARNS, "Main.java"),
+], ids=["c++-error", "c++-warning", "java-error", "java-warning"])
+def test_diagnostics_identical_with_and_without_precompiled(client: Client, plain: Client, language: str,
+                                                            code: str, name: str) -> None:
+    if language == "c++" and CXX is None:
+        pytest.skip("no g++ here")
     # Same file name and content on both: the diagnostics name the file.
-    fast = client.execute("c++", code, name="main.cpp")
-    slow = plain.execute("c++", code, name="main.cpp")
+    fast = client.execute(language, code, name=name)
+    slow = plain.execute(language, code, name=name)
     assert fast["compile"]["stderr"], "the program must produce diagnostics"
     for field in ("stdout", "stderr", "output", "code", "status"):
         assert fast["compile"][field] == slow["compile"][field], field
@@ -92,6 +107,15 @@ def test_pch_really_used_by_the_sandboxed_compile(client: Client) -> None:
     script = f"printf '{code}' > a.cpp; g++ {flags} -I {directory} -H -fsyntax-only a.cpp 2>&1 | head -1"
     out = client.execute("bash", script)["run"]["stdout"]
     assert out.startswith(f"! {directory}/bits/stdc++.h.gch"), out
+
+
+def test_javac_archive_really_used_by_the_sandboxed_compile(client: Client) -> None:
+    archive = client.get("/health").json()["sandbox"]["javac_archive"]
+    if archive is None:
+        pytest.skip("no javac here")
+    flags = " ".join(f"-J{f}" for f in (*JAVAC_JVM_FLAGS, f"-XX:SharedArchiveFile={archive}", "-Xlog:class+load"))
+    script = f"echo 'class A {{}}' > A.java; javac {flags} A.java | grep -c '{pch.JAVAC_MAIN_CLASS} source: shared'"
+    assert client.execute("bash", script)["run"]["stdout"] == "1\n"
 
 
 @needs_cxx
@@ -201,3 +225,11 @@ def test_judge_rejudge_uses_the_cache(client: Client) -> None:
     second = client.post("/api/v2/judge", body).json()
     assert "cached" not in first["compile"] and second["compile"]["cached"] is True
     assert [c["verdict"] for c in first["testcases"]] == [c["verdict"] for c in second["testcases"]] == ["AC"] * 4
+
+
+def test_failed_compiles_leave_no_lock_behind(client: Client, server: ServerProcess) -> None:
+    locks = Path(server._env.get("SANDBOX_STATE_DIR", "/tmp/piston-state")) / "compile-cache" / "locks"
+    before = set(locks.iterdir())
+    for _ in range(3):
+        assert client.execute("c++", _unique(BROKEN))["compile"]["code"] == 1
+    assert set(locks.iterdir()) <= before

@@ -200,3 +200,43 @@ for pid in [{local_server.proc.pid}, 1, -1]:
     run = local_client.execute("python", code)["run"]
     assert f"sent {local_server.proc.pid}" not in run["stdout"]
     # Inside the pid namespace, 1 and -1 only reach the sandbox's own processes.
+
+
+# The one thing every sandbox shares is the read-only /dev template; a run can change nothing in it.
+DEV_LISTING = "import os; print(sorted(os.listdir('/dev')), os.listdir('/dev/shm'))"
+
+
+def test_dev_template_cannot_carry_anything_to_the_next_run(local_client: Client) -> None:
+    assert local_client.get("/health").json()["sandbox"]["dev"] == "template"  # root, as here
+    before = local_client.execute("python", DEV_LISTING)["run"]["stdout"]
+    hostile = """
+import os
+for action in [lambda: open('/dev/planted', 'w'), lambda: os.mkdir('/dev/dir'), lambda: os.chmod('/dev', 0o777),
+               lambda: os.chmod('/dev/null', 0o600), lambda: os.unlink('/dev/zero'), lambda: os.symlink('/x', '/dev/l'),
+               lambda: os.rename('/dev/full', '/dev/full2')]:
+    try:
+        action()
+        print('CHANGED')
+    except OSError:
+        pass
+open('/dev/shm/left-behind', 'w').write('x')  # shm is the run's own tmpfs: writable, and gone after
+print('done', os.listdir('/dev/shm'))
+"""
+    run = local_client.execute("python", hostile)["run"]
+    assert run["stdout"] == "done ['left-behind']\n", run
+    assert local_client.execute("python", DEV_LISTING)["run"]["stdout"] == before
+    assert "[]" in before and "'null'" in before and "'urandom'" in before
+
+
+def test_devices_and_shared_memory_work(local_client: Client) -> None:
+    code = """
+import multiprocessing, os
+lock = multiprocessing.Lock()  # a POSIX semaphore in /dev/shm
+with lock:
+    pass
+with open('/dev/null', 'w') as f:
+    f.write('x')
+print(len(os.urandom(8)), open('/dev/zero', 'rb').read(2))
+"""
+    run = local_client.execute("python", code)["run"]
+    assert run["stdout"] == "8 b'\\x00\\x00'\n", run

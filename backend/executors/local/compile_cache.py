@@ -110,9 +110,17 @@ class CompileCache:
 
         flock excludes every other open of the file, in this process's threads as in other processes.
         """
-        with open(self.root / "locks" / key, "w") as fd:
+        lock = self.root / "locks" / key
+        with open(lock, "w") as fd:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            try:
+                yield
+            finally:
+                if not (self.root / key).exists():
+                    # A failed compile leaves no entry; its lock would stay forever. A waiter that
+                    # opened the old file may compile once more alongside a newcomer: only work lost.
+                    with contextlib.suppress(OSError):
+                        os.unlink(lock)
 
     def get(self, key: str, box: Path, owner: int | None) -> StageResult | None:
         entry = self.root / key

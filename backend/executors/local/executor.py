@@ -18,7 +18,7 @@ from backend import runrules
 from backend.config import Settings
 from backend.errors import ExecutorUnavailable
 from backend.executors.base import Box, Executor
-from backend.executors.local import pch
+from backend.executors.local import precompiled as pch
 from backend.executors.local.cgroups import apply_memory_budget, memory_budget_bytes
 from backend.executors.local.compile_cache import CompileCache, cache_key
 from backend.executors.local.live import LiveStage
@@ -29,7 +29,7 @@ from backend.executors.local.slots import SlotPool
 from backend.executors.local.toolchains import discover_runtimes
 from backend.interactive import InteractiveSession
 from backend.models import ExecutionResult, Limits, Program, RunSpec, StageResult, Status
-from backend.runtimes import CXX_FLAGS, Commands, Runtime, build_commands
+from backend.runtimes import CXX_FLAGS, JAVAC_JVM_FLAGS, NO_SPEEDUPS, Commands, Runtime, Speedups, build_commands
 
 # NPROC counts per uid: the slot uid also runs bwrap's own processes, and their delayed teardown.
 BWRAP_PROCESSES = 16
@@ -45,13 +45,14 @@ class LocalExecutor(Executor):
         self.probe: ProbeResult = probe(settings)
         self._runtimes = discover_runtimes()
         self.slots: SlotPool | None = None
-        self.pch_dir: str | None = None
+        self.speedups = NO_SPEEDUPS
         self.compile_cache: CompileCache | None = None
         if self.probe.plan is not None:
             plan = self.probe.plan
-            self.pch_dir = self._prepare_pch()
-            if self.pch_dir is not None and not self.pch_dir.startswith("/usr/"):
-                plan = dataclasses.replace(plan, ro_binds=(self.pch_dir,))
+            self.speedups = self._prepare_speedups()
+            if self.settings.sandbox_pch_dir and not self.settings.sandbox_pch_dir.startswith("/usr/") \
+                    and self.speedups != NO_SPEEDUPS:
+                plan = dataclasses.replace(plan, ro_binds=(self.settings.sandbox_pch_dir,))
             if settings.compile_cache_size > 0:
                 self.compile_cache = CompileCache(
                     os.path.join(settings.sandbox_state_dir, "compile-cache"), settings.compile_cache_size)
@@ -70,12 +71,22 @@ class LocalExecutor(Executor):
             except OSError as exc:  # /health then shows none; the per-run caps still hold
                 log.error("could not set the sandbox memory budget of %d bytes: %s", budget, exc)
 
-    def _prepare_pch(self) -> str | None:
-        cxx = next((rt.binaries["cxx"] for rt in self._runtimes if rt.language == "c++"), None)
-        if cxx is None or not self.settings.sandbox_pch_dir:
-            return None
-        found = pch.prepare(self.settings.sandbox_pch_dir, cxx, CXX_FLAGS, may_build=os.geteuid() == 0)
-        return str(found) if found is not None else None
+    def _prepare_speedups(self) -> Speedups:
+        root = self.settings.sandbox_pch_dir
+        binaries = {role: path for rt in self._runtimes for role, path in rt.binaries.items()}
+        if not root:
+            return NO_SPEEDUPS
+        may_build = os.geteuid() == 0
+        # Each check runs a real compile (about a second): side by side, off the start-up's critical path.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            headers_check = pool.submit(pch.prepare, root, binaries["cxx"], CXX_FLAGS, may_build=may_build) \
+                if "cxx" in binaries else None
+            archive_check = pool.submit(pch.prepare_javac_archive, root, binaries["javac"], JAVAC_JVM_FLAGS,
+                                        may_build=may_build) if "javac" in binaries else None
+            headers = headers_check.result() if headers_check else None
+            archive = archive_check.result() if archive_check else None
+        return Speedups(cxx_include_dirs=(str(headers),) if headers else (),
+                        javac_archive=str(archive) if archive else None)
 
     def runtimes(self) -> list[Runtime]:
         return list(self._runtimes)
@@ -84,7 +95,8 @@ class LocalExecutor(Executor):
         slots = [slot.index for slot in self.slots.slots] if self.slots else []
         return {"executor": self.name, "sandbox": {
             **self.probe.to_json(), "slots": slots, "memory_budget": self.memory_budget,
-            "precompiled_headers": self.pch_dir, "compile_cache": self.compile_cache is not None,
+            "precompiled_headers": (self.speedups.cxx_include_dirs or [None])[0],
+            "javac_archive": self.speedups.javac_archive, "compile_cache": self.compile_cache is not None,
         }}
 
     def stats(self) -> dict[str, Any]:
@@ -102,7 +114,7 @@ class LocalExecutor(Executor):
             raise ExecutorUnavailable(f"local sandbox unavailable: {self.probe.refusal}")
         slot = self.slots.acquire(self.settings.queue_timeout / 1000)
         try:
-            box = LocalBox(self.slots, slot, program, runtime, pch_dir=self.pch_dir, cache=self.compile_cache)
+            box = LocalBox(self.slots, slot, program, runtime, speedups=self.speedups, cache=self.compile_cache)
             box.prepare()
             yield box
         finally:
@@ -135,9 +147,9 @@ class LocalExecutor(Executor):
 
 class LocalBox(Box):
     def __init__(self, slots: SlotPool, slot: Slot, program: Program, runtime: Runtime,
-                 *, pch_dir: str | None = None, cache: CompileCache | None = None) -> None:
+                 *, speedups: Speedups = NO_SPEEDUPS, cache: CompileCache | None = None) -> None:
         self.slots = slots
-        self.pch_dir = pch_dir
+        self.speedups = speedups if speedups.applies_to(runtime.language) else NO_SPEEDUPS
         self.cache = cache
         self.slot = slot
         self.program = program
@@ -149,25 +161,24 @@ class LocalBox(Box):
         for f in self.program.files:
             self._write(f.name, f.content)
         # Run limits are not known yet; commands only use the memory limit for JVM/V8 flags, set per run.
-        include_dirs = (self.pch_dir,) if self.pch_dir and self.runtime.language == "c++" else ()
         limits = self.program.compile_limits
-        commands = build_commands(self.runtime, self.program.files, limits, include_dirs=include_dirs)
+        commands = build_commands(self.runtime, self.program.files, limits, speedups=self.speedups)
         for old, new in commands.renames:
             os.replace(self.slot.box / old, self.slot.box / new)
         if commands.compile is None:
             return
         if self.cache is None:
-            self.compile = self._compile(commands, include_dirs)
+            self.compile = self._compile(commands)
             return
         key = cache_key(self.runtime, commands.compile, commands.renames, self.program.files, limits)
         with self.cache.claim(key):
             self.compile = self.cache.get(key, self.slot.box, self.slot.uid)
             if self.compile is None:
-                self.compile = self._compile(commands, include_dirs)
+                self.compile = self._compile(commands)
                 self.cache.put(key, self.slot.box, self.compile)
 
-    def _compile(self, commands: Commands, include_dirs: Sequence[str]) -> StageResult:
-        """Compile; with precompiled headers, a compile that says anything is redone without them.
+    def _compile(self, commands: Commands) -> StageResult:
+        """Compile; with precompiled state, a compile that says anything is redone without it.
 
         GCC's diagnostics through a precompiled header can differ from the plain ones (an
         include chain loses its last "from main.cpp:1" line), so whatever the submitter reads
@@ -177,7 +188,7 @@ class LocalBox(Box):
         limits = self.program.compile_limits
         stage = self._stage(list(commands.compile), "", limits)
         clean = stage.ok and not stage.stdout and not stage.stderr
-        if not include_dirs or clean or stage.status == Status.TIMEOUT:
+        if self.speedups == NO_SPEEDUPS or clean or stage.status == Status.TIMEOUT:
             return stage
         self._reset_box(commands)
         plain = build_commands(self.runtime, self.program.files, limits)
@@ -245,7 +256,8 @@ class LocalBox(Box):
 
     def _write(self, name: str, content: bytes) -> None:
         path = self.slot.box / name
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent != self.slot.box:  # the box itself exists; skip a syscall per file
+            path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
         if self.slot.uid is not None:
             for part in [path, *path.relative_to(self.slot.box).parents]:

@@ -2,9 +2,17 @@
  * piston-launch: the few steps of the local sandbox that must happen in the
  * process itself, between exec calls, and that no packaged tool combines.
  *
- *   piston-launch outer [-c CGROUP_PROCS]... [-u UID -g GID] -- ARGV...
+ *   piston-launch outer [-c CGROUP_PROCS]... [-n NETNS_FD -N REFERENCE_DIR] [-u UID -g GID] -- ARGV...
  *       Joins the given cgroups (so nothing the program forks can escape them),
- *       drops to an unprivileged uid/gid, then execs ARGV (bubblewrap).
+ *       joins the slot's network namespace if it is provably as new (no socket
+ *       counted in sockstat, every counter in REFERENCE_DIR's copies unchanged), else makes a
+ *       fresh one with only a loopback up; drops to an unprivileged uid/gid,
+ *       then execs ARGV (bubblewrap, told to share this network namespace).
+ *
+ *   piston-launch netns
+ *       Makes a network namespace with its loopback up, writes "1" to stdout and
+ *       stays in it until stdin closes: the server opens /proc/PID/ns/net meanwhile
+ *       and keeps that descriptor as the slot's namespace.
  *       Started as root by the web worker through a plain exec (vfork-able):
  *       no Python pre-exec hook in the server.
  *
@@ -27,12 +35,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <net/if.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -46,7 +58,7 @@ static void die(const char *what) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: piston-launch outer|inner|killall ...\n");
+    fprintf(stderr, "usage: piston-launch outer|inner|killall|netns ...\n");
     _exit(126);
 }
 
@@ -85,12 +97,113 @@ static void write_file(const char *path, const char *text) {
     close(fd);
 }
 
+static int loopback_up(void) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (rc == 0) {
+        ifr.ifr_flags |= IFF_UP;
+        rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    close(s);
+    return rc;
+}
+
+/* Interfaces other than lo in /proc/self/net/dev (two header lines, then one per interface). */
+static int foreign_interfaces(void) {
+    char line[512];
+    FILE *f = fopen("/proc/self/net/dev", "re");
+    if (!f) return 1;
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strchr(line, '|')) continue;
+        char *p = line;
+        while (*p == ' ') p++;
+        if (strncmp(p, "lo:", 3) != 0) n++;
+    }
+    fclose(f);
+    return n;
+}
+
+/* Whether /proc/self/net/NAME (sockstat, sockstat6) counts nothing in this namespace: no
+ * socket of any family ("sockets: used", in-flight and orphaned ones included), none in
+ * TIME_WAIT, no fragment queue. alloc, orphan and mem are machine-wide, so they are skipped.
+ * These counters are per namespace; walking /proc/net/tcp instead scans the machine-wide
+ * connection hash, which cost more than the whole sandbox. */
+static int sockstat_zero(const char *name) {
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/self/net/%s", name);
+    FILE *f = fopen(path, "re");
+    if (!f) return errno == ENOENT; /* no IPv6: nothing to count */
+    int zero = 1;
+    while (zero && fgets(line, sizeof line, f)) {
+        char *save = NULL, *key = strtok_r(line, " \n", &save); /* the protocol, e.g. "TCP:" */
+        while (zero && key && (key = strtok_r(NULL, " \n", &save))) {
+            char *value = strtok_r(NULL, " \n", &save);
+            if (!value) zero = 0;
+            else if (strcmp(key, "alloc") && strcmp(key, "orphan") && strcmp(key, "mem") && strcmp(value, "0"))
+                zero = 0;
+        }
+    }
+    fclose(f);
+    return zero;
+}
+
+#define MAX_NET_FILE 65536
+
+/* Reads a whole file; -1 if it cannot be read or does not fit. */
+static ssize_t slurp(const char *path, char *buf) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t len = 0, n;
+    while ((n = read(fd, buf + len, MAX_NET_FILE - len)) > 0) len += n;
+    close(fd);
+    return n < 0 || len == MAX_NET_FILE ? -1 : len;
+}
+
+/* The counters a run moves even without a socket left (packets on lo, failed connects,
+ * unreachable routes), as the server copied them from the namespace when it was new. */
+static const char *COUNTERS[] = {"dev", "snmp", "snmp6", "netstat"};
+
+static int counters_unchanged(const char *reference_dir) {
+    static char want[MAX_NET_FILE], got[MAX_NET_FILE];
+    char path[4096];
+    for (size_t i = 0; i < sizeof COUNTERS / sizeof COUNTERS[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", reference_dir, COUNTERS[i]);
+        ssize_t a = slurp(path, want);
+        snprintf(path, sizeof path, "/proc/self/net/%s", COUNTERS[i]);
+        ssize_t b = slurp(path, got);
+        if (a < 0 || a != b || memcmp(want, got, (size_t)a) != 0) return 0;
+    }
+    return 1;
+}
+
+static int net_is_new(const char *reference_dir) {
+    return sockstat_zero("sockstat") && sockstat_zero("sockstat6") && foreign_interfaces() == 0 &&
+           counters_unchanged(reference_dir);
+}
+
+static int netns(void) {
+    if (unshare(CLONE_NEWNET) < 0) die("unshare");
+    if (loopback_up() < 0) die("loopback");
+    if (write(1, "1", 1) != 1) die("write");
+    char c;
+    while (read(0, &c, 1) > 0) {}
+    return 0;
+}
+
 static int outer(int argc, char **argv) {
     const char *cgroups[MAX_ITEMS];
-    int ncg = 0, opt;
+    int ncg = 0, opt, net_fd = -1;
+    const char *net_reference = NULL;
     long uid = -1, gid = -1;
-    while ((opt = getopt(argc, argv, "+c:u:g:")) != -1) {
+    while ((opt = getopt(argc, argv, "+c:n:N:u:g:")) != -1) {
         if (opt == 'c' && ncg < MAX_ITEMS) cgroups[ncg++] = optarg;
+        else if (opt == 'n') net_fd = atoi(optarg);
+        else if (opt == 'N') net_reference = optarg;
         else if (opt == 'u') uid = atol(optarg);
         else if (opt == 'g') gid = atol(optarg);
         else usage();
@@ -99,6 +212,16 @@ static int outer(int argc, char **argv) {
     char pid[32];
     snprintf(pid, sizeof pid, "%d\n", (int)getpid());
     for (int i = 0; i < ncg; i++) write_file(cgroups[i], pid);
+    if (net_fd >= 0 && net_reference) {
+        /* Reusing the slot's namespace saves creating and tearing one down per stage, but
+         * only when nothing of an earlier run is left in it; otherwise a fresh one. */
+        if (setns(net_fd, CLONE_NEWNET) < 0) die("setns");
+        close(net_fd);
+        if (!net_is_new(net_reference)) {
+            if (unshare(CLONE_NEWNET) < 0) die("unshare");
+            if (loopback_up() < 0) die("loopback");
+        }
+    }
     if (gid >= 0) {
         if (setgroups(0, NULL) < 0) die("setgroups");
         if (setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) < 0) die("setresgid");
@@ -128,6 +251,18 @@ static long long cpu_used_ms(pid_t pid) {
                &utime, &stime, &cutime, &cstime) != 4) return 0;
     long hz = sysconf(_SC_CLK_TCK);
     return (long long)(utime + stime + (unsigned long long)cutime + (unsigned long long)cstime) * 1000 / hz;
+}
+
+/* As the pid namespace's init (bwrap --as-pid-1) we inherit the program's orphans; reap
+ * those that died so their zombies do not count against the process limit. The program
+ * itself is left for wait4, which also takes its rusage. */
+static void reap_orphans(pid_t child) {
+    for (;;) {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0 || si.si_pid == child) return;
+        waitpid(si.si_pid, NULL, WNOHANG);
+    }
 }
 
 static long long usec(struct timeval tv) { return (long long)tv.tv_sec * 1000000 + tv.tv_usec; }
@@ -221,6 +356,7 @@ static int inner(int argc, char **argv) {
             else if (cpu_ms > 0 && cpu_used_ms(child) >= cpu_ms) killed = 1;
             if (killed) kill(child, SIGKILL);
         }
+        reap_orphans(child);
         sigtimedwait(&chld, NULL, &tick); /* returns at once when the child exits */
     }
     clock_gettime(CLOCK_MONOTONIC, &end);
@@ -250,6 +386,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "outer") == 0) return outer(argc - 1, argv + 1);
     if (strcmp(argv[1], "inner") == 0) return inner(argc - 1, argv + 1);
     if (strcmp(argv[1], "killall") == 0) return killall(argc - 1, argv + 1);
+    if (strcmp(argv[1], "netns") == 0) return netns();
     usage();
     return 126;
 }

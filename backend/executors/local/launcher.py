@@ -22,7 +22,7 @@ def ensure_launcher(state_dir: str) -> str:
     The binary is named after the source's hash, so an upgraded source is rebuilt
     and concurrent workers never run a half-written file (atomic rename).
     """
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(SOURCE.read_bytes() + b"static-first").hexdigest()[:16]
     target = Path(state_dir) / f"piston-launch-{digest}"
     if target.exists():
         return str(target)
@@ -34,10 +34,15 @@ def ensure_launcher(state_dir: str) -> str:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".launch-")
     os.close(fd)
     try:
-        result = subprocess.run(
-            [compiler, "-O2", "-Wall", "-o", tmp, str(SOURCE)],
-            capture_output=True, text=True, timeout=60, check=False,
-        )
+        # Static when libc.a is there: it is exec'd twice per stage, and skipping the dynamic
+        # loader saves about 0.1 ms of CPU each time (measured with perf stat).
+        for flags in (["-static"], []):
+            result = subprocess.run(
+                [compiler, "-O2", "-Wall", *flags, "-o", tmp, str(SOURCE)],
+                capture_output=True, text=True, timeout=60, check=False,
+            )
+            if result.returncode == 0:
+                break
         if result.returncode != 0:
             raise LauncherError(f"building the sandbox launcher failed: {result.stderr.strip()}")
         os.chmod(tmp, 0o755)

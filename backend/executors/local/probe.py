@@ -7,6 +7,7 @@ cgroups for exact memory and process limits. Each is tried for real, not assumed
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 from backend.config import Settings
 from backend.executors.local.cgroups import cgroups_writable, detect_version
 from backend.executors.local.launcher import LauncherError, ensure_launcher
-from backend.executors.local.sandbox import Sandbox, SandboxPlan, Slot
+from backend.executors.local.sandbox import Sandbox, SandboxPlan, Slot, make_dev_dir, open_netns
 
 log = logging.getLogger(__name__)
 
@@ -49,22 +50,31 @@ class ProbeResult:
             "namespaces": self.namespaces,
             "uid_separation": self.uid_separation,
             "cgroups": f"v{self.cgroups}" if self.cgroups else None,
+            "dev": ("template" if self.plan.dev_dir else "bwrap") if self.plan and self.namespaces else None,
+            "kept_netns": bool(self.plan and self.plan.keep_netns),
             "refused": self.refusal,
         }
 
 
-def _works(plan: SandboxPlan, uid: int | None) -> bool:
-    """Run /usr/bin/true in a throw-away sandbox built from ``plan``."""
+# Proves the /dev template's nodes work where the sandbox sees them (not on a nodev mount).
+DEV_CHECK = ("/usr/bin/dd", "if=/dev/zero", "of=/dev/null", "count=1", "status=none")
+
+
+def _works(plan: SandboxPlan, uid: int | None, argv: tuple[str, ...] = ("/usr/bin/true",)) -> bool:
+    """Run ``argv`` in a throw-away sandbox built from ``plan``."""
     root = Path(tempfile.mkdtemp(prefix="probe-", dir=plan_dir(plan)))
+    slot = Slot(index=-1, uid=uid, root=root / "slot", cgroup=None)
     try:
         os.chmod(root, 0o711)
-        slot = Slot(index=-1, uid=uid, root=root, cgroup=None)
+        slot.root.mkdir(mode=0o711)
+        if plan.keep_netns:
+            slot.netns_fd = open_netns(plan.launcher, slot.netns_reference)
         for path in (slot.box, slot.io):
             path.mkdir()
             if uid is not None:
                 os.chown(path, uid, uid)
         sandbox = Sandbox(plan, slot)
-        sandbox.start(["/usr/bin/true"], stdin_path=None, rlimits={})
+        sandbox.start(list(argv), stdin_path=None, rlimits={})
         outcome = sandbox.collect(timeout_ms=10_000, output_max_size=4096)
         sandbox.destroy()
         if outcome.wait_status != 0:
@@ -74,7 +84,28 @@ def _works(plan: SandboxPlan, uid: int | None) -> bool:
         log.info("sandbox probe failed: %s", exc)
         return False
     finally:
+        if slot.netns_fd is not None:
+            os.close(slot.netns_fd)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _with_dev_template(plan: SandboxPlan, state_dir: str, uid: int | None) -> SandboxPlan:
+    """The plan with one bind of a /dev template instead of bwrap's --dev, if that works here."""
+    try:
+        dev_dir = make_dev_dir(Path(state_dir) / "dev")
+    except OSError as exc:  # no CAP_MKNOD (an unprivileged container)
+        log.info("sandbox /dev from bwrap --dev (no template: %s)", exc)
+        return plan
+    candidate = dataclasses.replace(plan, dev_dir=str(dev_dir))
+    return candidate if _works(candidate, uid, DEV_CHECK) else plan
+
+
+def _with_kept_netns(plan: SandboxPlan, uid: int | None) -> SandboxPlan:
+    """The plan with a network namespace kept per slot, if the launcher can make and join one here."""
+    if plan.network:
+        return plan
+    candidate = dataclasses.replace(plan, keep_netns=True)
+    return candidate if _works(candidate, uid) else plan
 
 
 def plan_dir(plan: SandboxPlan) -> str:
@@ -108,6 +139,10 @@ def probe(settings: Settings) -> ProbeResult:
             "no sandbox layer works here (no namespaces, no uid separation); "
             "set ALLOW_UNSAFE_SANDBOX=true to run submissions unconfined"
         )
-    result = ProbeResult(plan(namespaces, uid_sep) if refusal is None else None, namespaces, uid_sep, cgroups, refusal)
+    chosen = plan(namespaces, uid_sep) if refusal is None else None
+    if chosen is not None and namespaces and is_root:
+        chosen = _with_dev_template(chosen, settings.sandbox_state_dir, probe_uid if uid_sep else None)
+        chosen = _with_kept_netns(chosen, probe_uid if uid_sep else None)
+    result = ProbeResult(chosen, namespaces, uid_sep, cgroups, refusal)
     log.info("local sandbox mode: %s", result.mode if refusal is None else f"refused ({refusal})")
     return result

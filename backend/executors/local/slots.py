@@ -22,7 +22,7 @@ from pathlib import Path
 
 from backend.errors import Overloaded
 from backend.executors.local.cgroups import SlotCgroup
-from backend.executors.local.sandbox import Sandbox, SandboxPlan, Slot
+from backend.executors.local.sandbox import Sandbox, SandboxPlan, Slot, open_netns
 
 log = logging.getLogger(__name__)
 MAX_SLOT_INDEX = 4096
@@ -62,6 +62,11 @@ class SlotPool:
                 cgroup=SlotCgroup(cgroup_name, index) if cgroup_name else None,
             )
             self._prepare_dirs(slot)
+            if plan.keep_netns:
+                try:
+                    slot.netns_fd = open_netns(plan.launcher, slot.netns_reference)
+                except OSError as exc:
+                    log.warning("slot %d: a fresh network namespace per stage (%s)", index, exc)
             if slot.cgroup is not None:
                 slot.cgroup.kill_all()  # leftovers of a crashed earlier owner
             self.slots.append(slot)
@@ -178,6 +183,10 @@ class SlotPool:
             if slot.cgroup is not None:
                 slot.cgroup.kill_all()
                 slot.cgroup.close()
+            if slot.netns_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(slot.netns_fd)
+                slot.netns_fd = None
             if os.path.ismount(slot.root):
                 subprocess.run(["umount", "--lazy", str(slot.root)], check=False, capture_output=True, timeout=30)
             with contextlib.suppress(OSError):
