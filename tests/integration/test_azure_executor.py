@@ -65,7 +65,10 @@ def backend(emu: EmulatorProcess, **env: str) -> Iterator[Backend]:
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[EmulatorProcess]:
-    with EmulatorProcess(max_sessions=40, ready_sessions=2) as emulator:
+    # The pythonlts image, with the kernel as root and gcc: this module holds the harness's whole protocol
+    # (compile once, judge in the session, the uid path, warm reuse) to the local executor's answers.
+    # The unprivileged kernel of a real PythonLTS pool is tests/conftest.py's pool_client.
+    with EmulatorProcess(max_sessions=40, ready_sessions=2, kernel_user="root", image_toolchains=["gcc"]) as emulator:
         yield emulator
 
 
@@ -137,7 +140,7 @@ def test_statuses_equal_the_local_executors(name: str, azure: Backend, local_cli
 def test_every_language_answers_like_the_local_executor(language: str, azure: Backend, local_client: Any) -> None:
     offered = {rt["language"] for rt in requests.get(azure.url + "/api/v2/runtimes", timeout=10).json()}
     if language not in offered:
-        pytest.skip(f"{language} is not installed here")
+        pytest.skip(f"{language} is not in the session image (the pythonlts profile with gcc)")
     for programs in (ECHO_EXIT3, COMPILE_ERROR):
         if language not in programs:
             continue

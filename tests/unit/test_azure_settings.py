@@ -12,7 +12,7 @@ from backend import create_app
 from backend.config import PoolType, ServiceRole, SessionStrategy, Settings, SettingsError
 from backend.errors import ExecutorUnavailable
 from backend.executors.azure.endpoint import resolve_pool
-from backend.executors.azure.executor import isolation_of
+from backend.executors.azure.harness import isolation_from_probe
 from backend.executors.base import Box, Executor
 from backend.models import Program
 from backend.runtimes import Runtime
@@ -64,12 +64,13 @@ def test_pool_kind_from_the_setting_or_the_documented_endpoint_form(endpoint: st
 @pytest.mark.parametrize(("info", "isolation"), [
     ({"isolation": "userns", "euid": 1000}, "userns"),
     ({"isolation": "none", "euid": 0}, "none"),
-    ({"euid": 0}, "uid"),  # a harness from before info.isolation: root means a fresh uid per run
-    ({"euid": 1000}, "none"),
+    # Fail-safe: an answer without a known isolation is never reused, even from a root kernel.
+    ({"euid": 0}, "none"),
+    ({"isolation": "chroot", "euid": 0}, "none"),
     ({}, "none"),
 ])
 def test_isolation_read_from_the_probe(info: dict[str, Any], isolation: str) -> None:
-    assert isolation_of(info) == isolation
+    assert isolation_from_probe({"info": info}) == isolation
 
 
 class UnprobedExecutor(Executor):

@@ -40,14 +40,6 @@ PROBE_BUDGET_S = 60
 __all__ = ["SessionBox", "SessionPoolExecutor", "fingerprint"]
 
 
-def isolation_of(info: dict[str, Any]) -> str:
-    """The probe's ``info.isolation``; a harness that predates it separates runs only as root."""
-    isolation = info.get("isolation")
-    if isinstance(isolation, str) and isolation:
-        return isolation
-    return "uid" if info.get("euid") == 0 else "none"
-
-
 class SessionPoolExecutor(PoolExecutor):
     name = "azure-sessions"
 
@@ -61,7 +53,7 @@ class SessionPoolExecutor(PoolExecutor):
         result = self.connection.round_trip(lambda lease: self._execute(request, PROBE_BUDGET_S, lease,
                                                                         validating=True))
         found = harness.runtimes_from_probe(result)
-        self.isolation = isolation_of(result.get("info") or {})
+        self.isolation = harness.isolation_from_probe(result)
         self.connection.set_isolation(self.isolation)
         log.info("session pool runtimes: %s", ", ".join(f"{rt.language}-{rt.version}" for rt in found) or "none")
         return found
