@@ -117,7 +117,10 @@ def pool_kinds(runs: int, python: str) -> None:
     med = statistics.median
     http = requests.Session()
     rows: list[tuple[str, float, float]] = []
-    with EmulatorProcess(max_sessions=12, ready_sessions=2) as emu, ServerProcess(backend_env(emu)) as server:
+    # The PythonLTS side: the pythonlts image plus gcc (unverified there, so behind a flag) for the C++ judge,
+    # and warm reuse, so that both kinds do the same work per request (an unprivileged kernel's auto is fresh).
+    with EmulatorProcess(max_sessions=12, ready_sessions=2, image_toolchains=["gcc"]) as emu, \
+            ServerProcess(backend_env(emu, SESSION_STRATEGY="reuse")) as server:
         token = emu.token()
         for _ in range(2):
             via_backend(http, server.url), direct(http, emu, token, "bench-kinds", python)

@@ -172,11 +172,16 @@ class SessionBox(Box, Holder):
         judged: list[tuple[StageResult, bool]] = []
         # One execution may last MAX_EXECUTION_S: split long batches. Each chunk compiles again
         # (the box does not outlive an execution); the first chunk's compile result is reported.
-        for chunk in _chunks(list(specs)):
+        chunks = _chunks(list(specs))
+        # A session that serves nobody after this box: the harness then skips the snapshot it would
+        # restore for a later submission (a walk of the kernel's site-packages on the "none" path).
+        discarded = self.executor.connection.leases.strategy == "fresh"
+        for index, chunk in enumerate(chunks):
             start = len(judged)
             want = None if expected is None else list(expected[start:start + len(chunk)])
             request = harness.build_request(self.program, self.runtime, chunk, expected=want, comparison=comparison,
-                                            stop_on_first_failure=stop)
+                                            stop_on_first_failure=stop,
+                                            last_use=discarded and index == len(chunks) - 1)
             result = self.executor._round_trip(request, budget=harness.budget_s(request), holder=self)
             try:
                 compile_stage, runs = harness.stages(result, len(chunk), at_most=stop)
