@@ -76,7 +76,7 @@ class PoolConnection:
         self.endpoint_error: str | None = None  # resolving failed, or the first probe found no pool there
         self._client: SessionsClient | None = None
         self._client_lock = threading.Lock()
-        self.leases = LeasePool(strategy=self._initial_strategy(), cooldown_s=settings.session_cooldown_seconds,
+        self.leases = LeasePool(strategy=self._initial_strategy(), cooldown_s=settings.session_cooldown_s,
                                 capacity=settings.max_concurrent_jobs)
         self._janitor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="session-cleanup")
         self._ready: tuple[float, bool, str] | None = None
@@ -114,14 +114,14 @@ class PoolConnection:
                 self._client = SessionsClient(
                     endpoint, self.tokens, scope=self.settings.sessions_token_scope,
                     api_version=self.settings.sessions_api_version,
-                    request_timeout=self.settings.session_request_timeout,
+                    request_timeout=self.settings.session_request_timeout_s,
                     max_retries=self.settings.session_max_retries,
                     pool_size=self.settings.max_concurrent_jobs + 4,
                 )
             return self._client
 
     def queue_deadline(self) -> float:
-        return time.monotonic() + self.settings.queue_timeout / 1000
+        return time.monotonic() + self.settings.queue_timeout_ms / 1000
 
     def check_validation(self, exc: SessionsPoolFullError) -> None:
         """At the first probe, a bare 404 for a new identifier says the endpoint is wrong, not the pool full."""
@@ -143,7 +143,7 @@ class PoolConnection:
     # ------------------------------------------------------------ sessions
 
     def lease(self) -> Lease:
-        return self.leases.acquire(self.settings.queue_timeout / 1000)
+        return self.leases.acquire(self.settings.queue_timeout_ms / 1000)
 
     def round_trip(self, call: Callable[[Lease], T], holder: Holder | None = None) -> T:
         """``call`` on the holder's session; without a holder (a probe) a lease is taken here."""
@@ -390,7 +390,7 @@ def api_error(exc: SessionsError, host: str, settings: Settings) -> Exception:
     if isinstance(exc, SessionsPoolFullError):
         return Overloaded(
             f"the session pool is full ({exc.code}) and no session freed up within "
-            f"{settings.queue_timeout / 1000:g} s; try again later"
+            f"{settings.queue_timeout_ms / 1000:g} s; try again later"
         )
     if isinstance(exc, SessionsTimeoutError):
         return UpstreamTimeout(f"the session pool did not answer in time: {exc}")

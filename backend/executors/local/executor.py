@@ -52,18 +52,18 @@ class LocalExecutor(Executor):
             self.pch_dir = self._prepare_pch()
             if self.pch_dir is not None and not self.pch_dir.startswith("/usr/"):
                 plan = dataclasses.replace(plan, ro_binds=(self.pch_dir,))
-            if settings.compile_cache_size > 0:
+            if settings.compile_cache_bytes > 0:
                 self.compile_cache = CompileCache(
-                    os.path.join(settings.sandbox_state_dir, "compile-cache"), settings.compile_cache_size)
+                    os.path.join(settings.sandbox_state_dir, "compile-cache"), settings.compile_cache_bytes)
             self.slots = SlotPool(
                 plan, count=settings.max_concurrent_jobs, work_dir=settings.sandbox_work_dir,
                 state_dir=settings.sandbox_state_dir, uid_base=settings.sandbox_uid_base,
                 cgroup_name=settings.cgroup_name if self.probe.cgroups else None,
-                box_size=settings.sandbox_box_size if os.geteuid() == 0 else 0,
+                box_size=settings.sandbox_box_bytes if os.geteuid() == 0 else 0,
             )
         self.memory_budget: int | None = None  # what the slots' parent cgroup holds them to; None: nothing
         if self.slots is not None and self.probe.cgroups:
-            budget = memory_budget_bytes(settings.sandbox_memory_budget)
+            budget = memory_budget_bytes(settings.sandbox_memory_budget_bytes)
             try:
                 apply_memory_budget(settings.cgroup_name, budget)
                 self.memory_budget = budget
@@ -100,7 +100,7 @@ class LocalExecutor(Executor):
     def open(self, program: Program, runtime: Runtime) -> Iterator[Box]:
         if self.slots is None:
             raise ExecutorUnavailable(f"local sandbox unavailable: {self.probe.refusal}")
-        slot = self.slots.acquire(self.settings.queue_timeout / 1000)
+        slot = self.slots.acquire(self.settings.queue_timeout_ms / 1000)
         try:
             box = LocalBox(self.slots, slot, program, runtime, pch_dir=self.pch_dir, cache=self.compile_cache)
             box.prepare()
