@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from backend.errors import ExecutorUnavailable, Overloaded, UpstreamError
 from backend.executors.base import Executor
+from backend.executors.errors import ExecutorUnavailable, Overloaded, UpstreamError
 from backend.interactive import InteractiveSession
 from backend.judge import JudgeRequest, judge_response
 from backend.models import ExecutionResult, RunSpec

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from backend.errors import InteractiveUnsupported
+from backend.executors.errors import ExecutorUnavailable, InteractiveUnsupported
 from backend.models import Comparison, ExecutionResult, Program, RunSpec, StageResult
 from backend.runtimes import Runtime
 
@@ -112,8 +112,6 @@ class Fallback(Executor):
         return self.local.open(program, self._here(runtime))
 
     def _here(self, runtime: Runtime) -> Runtime:
-        from backend.errors import ExecutorUnavailable
-
         same = [rt for rt in self.local.runtimes() if rt.language == runtime.language]
         exact = [rt for rt in same if rt.version == runtime.version]
         if not (exact or same):

@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 from azure.core.credentials import TokenCredential
 
 from backend.config import PoolType, SessionStrategy, Settings
-from backend.errors import ExecutorUnavailable, Overloaded, UpstreamError, UpstreamTimeout
 from backend.executors.azure.client import (
     SessionsAuthError,
     SessionsClient,
@@ -38,6 +37,7 @@ from backend.executors.azure.credentials import ObservedCredential, TokenUnavail
 from backend.executors.azure.endpoint import EndpointError, resolve_endpoint
 from backend.executors.azure.leases import Lease, LeasePool
 from backend.executors.base import Executor
+from backend.executors.errors import ExecutorUnavailable, Overloaded, UpstreamError, UpstreamTimeout
 from backend.runtimes import Runtime
 
 log = logging.getLogger(__name__)

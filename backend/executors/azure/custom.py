@@ -17,11 +17,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from backend.config import PoolType, Settings
-from backend.errors import ExecutorUnavailable, UpstreamError
 from backend.executors.azure.client import SessionsClient, SessionsPoolFullError
 from backend.executors.azure.connection import Holder, PoolConnection, PoolExecutor
 from backend.executors.azure.leases import Lease
 from backend.executors.base import Box
+from backend.executors.errors import ExecutorUnavailable, UpstreamError
 from backend.models import Comparison, Limits, Program, RunSpec, StageResult
 from backend.runtimes import LANGUAGES, Runtime
 

@@ -17,7 +17,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from backend.config import PoolType, Settings
-from backend.errors import ExecutorUnavailable, UpstreamError
 from backend.executors.azure import harness
 from backend.executors.azure.client import SessionsClient, SessionsPoolFullError, SessionsResponseError
 from backend.executors.azure.connection import (
@@ -29,6 +28,7 @@ from backend.executors.azure.connection import (
 )
 from backend.executors.azure.leases import Lease
 from backend.executors.base import Box
+from backend.executors.errors import ExecutorUnavailable, UpstreamError
 from backend.models import Comparison, Program, RunSpec, StageResult
 from backend.runtimes import Runtime
 

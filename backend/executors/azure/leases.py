@@ -17,7 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from backend.errors import Overloaded
+from backend.executors.errors import Overloaded
 
 PREFIX = "pst-"
 # Lower-case hex and hyphens: inside every documented rule (Learn's letters, digits and

@@ -16,8 +16,8 @@ from typing import Any
 
 from backend import runrules
 from backend.config import Settings
-from backend.errors import ExecutorUnavailable
 from backend.executors.base import Box, Executor
+from backend.executors.errors import ExecutorUnavailable
 from backend.executors.local import pch
 from backend.executors.local.cgroups import apply_memory_budget, memory_budget_bytes
 from backend.executors.local.compile_cache import CompileCache, cache_key
