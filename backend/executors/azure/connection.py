@@ -84,18 +84,18 @@ class PoolConnection:
         with contextlib.suppress(ExecutorUnavailable):
             self.client()  # resolve the endpoint once at start; retried lazily if ARM is down
 
-    def _initial_strategy(self) -> str:
+    def _initial_strategy(self) -> SessionStrategy:
         chosen = self.settings.session_strategy
         if chosen is SessionStrategy.AUTO:
             # A custom container separates runs itself (a fresh sandbox per run); a code interpreter
             # is only trusted with reuse once its probe shows per-run isolation (set_isolation).
-            return "reuse" if self.pool_type is PoolType.CUSTOM_CONTAINER else "fresh"
-        return chosen.value
+            return SessionStrategy.REUSE if self.pool_type is PoolType.CUSTOM_CONTAINER else SessionStrategy.FRESH
+        return chosen
 
     def set_isolation(self, isolation: str) -> None:
         """What the probe found the session can separate: reuse identifiers only where runs are apart."""
         if self.settings.session_strategy is SessionStrategy.AUTO and self.pool_type is PoolType.PYTHON_LTS:
-            self.leases.strategy = "fresh" if isolation == "none" else "reuse"
+            self.leases.strategy = SessionStrategy.FRESH if isolation == "none" else SessionStrategy.REUSE
             log.info("session isolation %s: strategy %s", isolation, self.leases.strategy)
 
     # ------------------------------------------------------------ wiring
@@ -210,7 +210,7 @@ class PoolConnection:
             raise api_error(exc, client.host if client else "?", self.settings) from exc
 
     def finish(self, lease: Lease, *, keep: bool) -> None:
-        keep = keep and self.leases.strategy == "reuse"
+        keep = keep and self.leases.strategy is SessionStrategy.REUSE
         self.leases.release(lease, keep=keep)
         if not keep and lease.uses:
             # Fresh strategy (or a broken session): delete it so it does not hold a pool slot until cooldown.
@@ -266,7 +266,7 @@ class PoolConnection:
             "pool_type": self.pool_type.value,
             "endpoint_host": client.host if client else None,
             "endpoint_error": self.endpoint_error,
-            "strategy": self.leases.strategy,
+            "strategy": self.leases.strategy.value,
             "strategy_setting": self.settings.session_strategy.value,
             "leases": self.leases.stats(),
             "token": {"cached": expires_in is not None,
@@ -288,7 +288,7 @@ class PoolConnection:
             return
         self.closed = True
         client = self._client
-        if client is not None and self.leases.strategy == "reuse":
+        if client is not None and self.leases.strategy is SessionStrategy.REUSE:
             for lease in self.leases.drain_idle():
                 self._delete_session(lease.identifier, retries=0)
         self._janitor.shutdown(wait=True, cancel_futures=False)
