@@ -281,6 +281,11 @@ def _raw_value(environ: Mapping[str, str], option: _Option) -> tuple[str, str]:
     return old, environ[old]
 
 
+def server_setting(env: str, default: str, *, old_env: str | None = None) -> str:
+    """A gunicorn setting (read by gunicorn.conf.py, outside Settings), with the same old-name rule."""
+    return _raw_value(os.environ, _Option(env, default, _str, old_env=old_env))[1]
+
+
 def old_env_names() -> dict[str, str]:
     """Old (deprecated) environment variable name -> its new name."""
     return {option.old_env: option.env for option in _TABLE.values() if option.old_env}

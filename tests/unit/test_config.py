@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.config import Settings, SettingsError, env_names, old_env_names
+from backend.config import Settings, SettingsError, env_names, old_env_names, server_setting
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,3 +72,16 @@ def test_old_setting_names_still_work(caplog: pytest.LogCaptureFixture, old: str
 def test_an_invalid_old_name_is_named_in_the_error() -> None:
     with pytest.raises(SettingsError, match="QUEUE_TIMEOUT='soon' is invalid"):
         Settings.from_env({"QUEUE_TIMEOUT": "soon"})
+
+
+def test_gunicorn_timeout_reads_its_old_name(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv("WEB_TIMEOUT_S", raising=False)
+    monkeypatch.setenv("WEB_TIMEOUT", "77")
+    with caplog.at_level("WARNING", logger="backend.config"):
+        assert server_setting("WEB_TIMEOUT_S", "120", old_env="WEB_TIMEOUT") == "77"
+    assert "WEB_TIMEOUT is deprecated" in caplog.text
+    monkeypatch.setenv("WEB_TIMEOUT_S", "88")
+    assert server_setting("WEB_TIMEOUT_S", "120", old_env="WEB_TIMEOUT") == "88"
+    monkeypatch.delenv("WEB_TIMEOUT")
+    monkeypatch.delenv("WEB_TIMEOUT_S")
+    assert server_setting("WEB_TIMEOUT_S", "120", old_env="WEB_TIMEOUT") == "120"
