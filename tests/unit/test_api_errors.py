@@ -9,15 +9,9 @@ import pytest
 
 from backend import create_app
 from backend.config import Settings
+from backend.executors import errors
 from backend.executors.base import Box, Executor
-from backend.executors.errors import (
-    ExecutorError,
-    ExecutorUnavailable,
-    InteractiveUnsupported,
-    Overloaded,
-    UpstreamError,
-    UpstreamTimeout,
-)
+from backend.executors.errors import ExecutorError, UpstreamTimeout
 from backend.models import Program
 from backend.runtimes import Runtime
 
@@ -58,11 +52,11 @@ def test_typed_executor_errors_keep_their_status_and_message() -> None:
 
 
 @pytest.mark.parametrize(("error", "status"), [
-    (Overloaded("the job queue is full"), 503),
-    (ExecutorUnavailable("local sandbox unavailable"), 503),
-    (UpstreamError("the session pool answered 500"), 502),
-    (UpstreamTimeout("the session pool did not answer in time"), 504),
-    (InteractiveUnsupported("no interactive sessions here"), 501),
+    (errors.Overloaded("the job queue is full"), 503),
+    (errors.ExecutorUnavailable("local sandbox unavailable"), 503),
+    (errors.UpstreamError("the session pool answered 500"), 502),
+    (errors.UpstreamTimeout("the session pool did not answer in time"), 504),
+    (errors.InteractiveUnsupported("no interactive sessions here"), 501),
 ])
 def test_executor_errors_map_to_http_at_the_edge(error: ExecutorError, status: int) -> None:
     assert not hasattr(error, "status_code")  # executors know nothing of HTTP
@@ -71,6 +65,6 @@ def test_executor_errors_map_to_http_at_the_edge(error: ExecutorError, status: i
 
 
 def test_503s_are_counted_by_reason() -> None:
-    app_client = client(Overloaded("the job queue is full"))
+    app_client = client(errors.Overloaded("the job queue is full"))
     app_client.post("/api/v2/execute", json=BODY)
     assert b'piston_jobs_rejected_total{reason="Overloaded"} 1.0' in app_client.get("/metrics").data
