@@ -4,7 +4,7 @@ threads is the default; each extra worker claims its own slots (and uids)."""
 import os
 import sys
 
-from backend.config import SettingsError, load_settings
+from backend.config import SettingsError, load_settings, server_setting
 
 # Check every setting in the master, before any worker forks: a bad value stops the
 # start with one line naming the variable.
@@ -20,7 +20,7 @@ workers = int(os.environ.get("WEB_WORKERS", "1"))
 threads = int(os.environ.get("WEB_THREADS", "64"))
 # Above the longest compile (10 s) + run (3 s) + queue wait (30 s); gthread workers stay
 # responsive to the arbiter while requests block, so this only catches a stuck worker.
-timeout = int(os.environ.get("WEB_TIMEOUT", "120"))
+timeout = int(server_setting("WEB_TIMEOUT_S", "120", old_env="WEB_TIMEOUT"))
 graceful_timeout = 30
 keepalive = 5
 accesslog = None  # the app writes its own JSON access lines

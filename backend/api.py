@@ -12,6 +12,14 @@ from werkzeug.routing import WebsocketMismatch
 
 from backend import connect
 from backend.errors import ApiError, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType, ValidationError
+from backend.executors.errors import (
+    ExecutorError,
+    ExecutorUnavailable,
+    InteractiveUnsupported,
+    Overloaded,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from backend.judge import parse_judge
 from backend.openapi import document
 from backend.schema import parse_execute
@@ -135,12 +143,32 @@ def ready() -> Any:
     return jsonify(status="ready" if ok else "unavailable", detail=detail), 200 if ok else 503
 
 
+# The HTTP answer to each executor failure: the one place executor exceptions meet status codes.
+EXECUTOR_STATUS: dict[type[ExecutorError], int] = {
+    Overloaded: 503,
+    ExecutorUnavailable: 503,
+    UpstreamError: 502,
+    UpstreamTimeout: 504,
+    InteractiveUnsupported: 501,
+}
+
+
+def executor_status(exc: ExecutorError) -> int:
+    """The status of the most specific class of ``exc`` in EXECUTOR_STATUS (500 if none)."""
+    return next((EXECUTOR_STATUS[kind] for kind in type(exc).__mro__ if kind in EXECUTOR_STATUS), 500)
+
+
 def register_errors(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> Any:
-        if exc.status_code == 503:
-            app.extensions["piston"].metrics.rejected.labels(type(exc).__name__).inc()
         return jsonify(message=exc.message), exc.status_code
+
+    @app.errorhandler(ExecutorError)
+    def executor_error(exc: ExecutorError) -> Any:
+        status = executor_status(exc)
+        if status == 503:
+            app.extensions["piston"].metrics.rejected.labels(type(exc).__name__).inc()
+        return jsonify(message=exc.message), status
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:

@@ -1,4 +1,4 @@
-"""Output comparison for the judge. Standard library only: the session-pool harness embeds this file.
+"""Output matching (the "match" step of a verdict). Standard library only: the session-pool harness embeds this file.
 
 Modes:
 - exact: byte-for-byte equal.

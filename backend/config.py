@@ -7,11 +7,14 @@ the service reads the environment anywhere else.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class SettingsError(ValueError):
@@ -92,6 +95,8 @@ class _Option:
     default: str
     parse: Callable[[str], Any]
     minimum: int | None = None
+    # The name before it carried its unit: still read for one release, with a warning at start.
+    old_env: str | None = None
 
 
 # attribute name -> option. Defaults are Piston's unless DEVIATIONS in the README says otherwise.
@@ -119,7 +124,7 @@ _TABLE: dict[str, _Option] = {
     "run_memory_limit": _Option("RUN_MEMORY_LIMIT", "1073741824", _int, -1),
     "max_concurrent_jobs": _Option("MAX_CONCURRENT_JOBS", "0", _int, 0),
     "max_queued_jobs": _Option("MAX_QUEUED_JOBS", "64", _int, 0),
-    "queue_timeout": _Option("QUEUE_TIMEOUT", "30000", _int, 0),
+    "queue_timeout_ms": _Option("QUEUE_TIMEOUT_MS", "30000", _int, 0, old_env="QUEUE_TIMEOUT"),
     # -- judge endpoint
     "judge_max_cases": _Option("JUDGE_MAX_CASES", "200", _int, 1),
     "judge_max_input_bytes": _Option("JUDGE_MAX_INPUT_BYTES", "16777216", _int, 1),
@@ -131,12 +136,12 @@ _TABLE: dict[str, _Option] = {
     "sandbox_work_dir": _Option("SANDBOX_WORK_DIR", "/tmp/piston-boxes", _str),
     "sandbox_state_dir": _Option("SANDBOX_STATE_DIR", "/tmp/piston-state", _str),
     "sandbox_uid_base": _Option("SANDBOX_UID_BASE", "60000", _int, 1000),
-    "sandbox_tmp_size": _Option("SANDBOX_TMP_SIZE", "67108864", _int, 1048576),
-    "sandbox_box_size": _Option("SANDBOX_BOX_SIZE", "268435456", _int, 1048576),
+    "sandbox_tmp_bytes": _Option("SANDBOX_TMP_BYTES", "67108864", _int, 1048576, old_env="SANDBOX_TMP_SIZE"),
+    "sandbox_box_bytes": _Option("SANDBOX_BOX_BYTES", "268435456", _int, 1048576, old_env="SANDBOX_BOX_SIZE"),
     "cgroup_name": _Option("SANDBOX_CGROUP_NAME", "piston", _str),
-    "sandbox_memory_budget": _Option("SANDBOX_MEMORY_BUDGET", "0", _int, -1),
+    "sandbox_memory_budget_bytes": _Option("SANDBOX_MEMORY_BUDGET_BYTES", "0", _int, -1, old_env="SANDBOX_MEMORY_BUDGET"),
     "sandbox_pch_dir": _Option("SANDBOX_PCH_DIR", "/usr/local/lib/piston-pch", _str),
-    "compile_cache_size": _Option("COMPILE_CACHE_SIZE", "268435456", _int, 0),
+    "compile_cache_bytes": _Option("COMPILE_CACHE_BYTES", "268435456", _int, 0, old_env="COMPILE_CACHE_SIZE"),
     # -- Azure dynamic sessions
     "pool_management_endpoint": _Option("POOL_MANAGEMENT_ENDPOINT", "", _str),
     "azure_subscription_id": _Option("AZURE_SUBSCRIPTION_ID", "", _str),
@@ -150,8 +155,8 @@ _TABLE: dict[str, _Option] = {
     "sessions_token_scope": _Option("SESSIONS_TOKEN_SCOPE", "https://dynamicsessions.io/.default", _str),
     "session_pool_type": _Option("SESSION_POOL_TYPE", "auto", _enum(PoolType)),
     "session_strategy": _Option("SESSION_STRATEGY", "auto", _enum(SessionStrategy)),
-    "session_cooldown_seconds": _Option("SESSION_COOLDOWN_SECONDS", "300", _int, 1),
-    "session_request_timeout": _Option("SESSION_REQUEST_TIMEOUT", "240", _int, 1),
+    "session_cooldown_s": _Option("SESSION_COOLDOWN_S", "300", _int, 1, old_env="SESSION_COOLDOWN_SECONDS"),
+    "session_request_timeout_s": _Option("SESSION_REQUEST_TIMEOUT_S", "240", _int, 1, old_env="SESSION_REQUEST_TIMEOUT"),
     "session_max_retries": _Option("SESSION_MAX_RETRIES", "4", _int, 0),
     # azure-identity reads it too; the session pool executor passes it explicitly.
     "azure_client_id": _Option("AZURE_CLIENT_ID", "", _str),
@@ -179,7 +184,7 @@ class Settings:
     run_memory_limit: int
     max_concurrent_jobs: int
     max_queued_jobs: int
-    queue_timeout: int
+    queue_timeout_ms: int
     judge_max_cases: int
     judge_max_input_bytes: int
     judge_display_bytes: int
@@ -189,12 +194,12 @@ class Settings:
     sandbox_work_dir: str
     sandbox_state_dir: str
     sandbox_uid_base: int
-    sandbox_tmp_size: int
-    sandbox_box_size: int
+    sandbox_tmp_bytes: int
+    sandbox_box_bytes: int
     sandbox_pch_dir: str
-    compile_cache_size: int
+    compile_cache_bytes: int
     cgroup_name: str
-    sandbox_memory_budget: int
+    sandbox_memory_budget_bytes: int
     pool_management_endpoint: str
     azure_subscription_id: str
     azure_resource_group: str
@@ -205,8 +210,8 @@ class Settings:
     sessions_token_scope: str
     session_pool_type: PoolType
     session_strategy: SessionStrategy
-    session_cooldown_seconds: int
-    session_request_timeout: int
+    session_cooldown_s: int
+    session_request_timeout_s: int
     session_max_retries: int
     azure_client_id: str
 
@@ -222,13 +227,13 @@ class Settings:
             if name in overrides:
                 values[name] = overrides.pop(name)
                 continue
-            raw = environ.get(option.env, option.default)
+            env, raw = _raw_value(environ, option)
             try:
                 value = option.parse(raw)
             except ValueError as exc:
-                raise SettingsError(f"{option.env}={raw!r} is invalid: {exc}") from None
+                raise SettingsError(f"{env}={raw!r} is invalid: {exc}") from None
             if option.minimum is not None and value < option.minimum:
-                raise SettingsError(f"{option.env}={raw!r} is invalid: must be at least {option.minimum}")
+                raise SettingsError(f"{env}={raw!r} is invalid: must be at least {option.minimum}")
             values[name] = value
         if overrides:
             raise SettingsError(f"unknown settings: {', '.join(sorted(overrides))}")
@@ -261,6 +266,29 @@ class Settings:
 # sandbox is this container's own, and there is nowhere to fall back to. The backend that called
 # truncates judge output for display itself, so the session sends it whole (up to OUTPUT_MAX_SIZE).
 _SESSION_ROLE: dict[str, Any] = {"use_local_executor": True, "fallback_to_local": False, "api_keys": ()}
+
+
+def _raw_value(environ: Mapping[str, str], option: _Option) -> tuple[str, str]:
+    """(variable read, raw value): the option's own name, else its old name (with a warning), else
+    the default. The new name wins when both are set."""
+    old = option.old_env
+    if old is None or old not in environ:
+        return option.env, environ.get(option.env, option.default)
+    if option.env in environ:
+        log.warning("%s and its old name %s are both set; using %s", option.env, old, option.env)
+        return option.env, environ[option.env]
+    log.warning("%s is deprecated and will be removed in the next release; set %s instead", old, option.env)
+    return old, environ[old]
+
+
+def server_setting(env: str, default: str, *, old_env: str | None = None) -> str:
+    """A gunicorn setting (read by gunicorn.conf.py, outside Settings), with the same old-name rule."""
+    return _raw_value(os.environ, _Option(env, default, _str, old_env=old_env))[1]
+
+
+def old_env_names() -> dict[str, str]:
+    """Old (deprecated) environment variable name -> its new name."""
+    return {option.old_env: option.env for option in _TABLE.values() if option.old_env}
 
 
 def env_names() -> dict[str, str]:

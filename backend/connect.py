@@ -24,6 +24,7 @@ from flask_sock import Sock
 from simple_websocket import ConnectionClosed, Server
 
 from backend.errors import ApiError, ValidationError
+from backend.executors.errors import ExecutorError
 from backend.interactive import SIGNALS, InteractiveSession
 from backend.schema import parse_execute
 
@@ -91,7 +92,7 @@ class Connection:
                     continue
                 try:
                     self.handle(raw)
-                except ApiError as exc:
+                except (ApiError, ExecutorError) as exc:
                     self.fail(exc.message)
                     return
         except (ConnectionClosed, _Closed):
@@ -149,7 +150,7 @@ class Connection:
     def run_job(self, request: Any) -> None:
         try:
             self.state.service.interact(request, self.session)
-        except ApiError as exc:
+        except (ApiError, ExecutorError) as exc:
             self.fail(exc.message)
             return
         except Exception:

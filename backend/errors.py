@@ -1,9 +1,21 @@
-"""Typed failures of the service itself, each mapped to one JSON answer ``{"message": ...}``.
+"""Typed failures of a request at the API (bad input, auth, limits), each with its HTTP status and
+one JSON answer ``{"message": ...}``.
 
-A submission that fails is not an error here: it is a ``StageResult`` with a status.
+A submission that fails is not an error here: it is a ``StageResult`` with a status. Executors
+raise their own exceptions (``backend/executors/errors.py``), mapped to HTTP codes in
+``backend/api.py``.
 """
 
 from __future__ import annotations
+
+# Re-exported for one release, for code written before the executor errors moved.
+from backend.executors.errors import (  # noqa: F401
+    ExecutorUnavailable,
+    InteractiveUnsupported,
+    Overloaded,
+    UpstreamError,
+    UpstreamTimeout,
+)
 
 
 class ApiError(Exception):
@@ -34,35 +46,7 @@ class PayloadTooLarge(ApiError):
     status_code = 413
 
 
-class Overloaded(ApiError):
-    """The job queue is full or the wait for a slot timed out."""
-
-    status_code = 503
-
-
-class ExecutorUnavailable(ApiError):
-    """The executor cannot run anything (sandbox refused, pool unreachable)."""
-
-    status_code = 503
-
-
-class UpstreamError(ApiError):
-    """The session pool answered wrongly (502) or not in time (504)."""
-
-    status_code = 502
-
-
-class UpstreamTimeout(UpstreamError):
-    status_code = 504
-
-
 class MethodNotAllowed(ApiError):
     """A route that exists but refuses the method (package installs: runtimes come with the image)."""
 
     status_code = 405
-
-
-class InteractiveUnsupported(ApiError):
-    """The executor cannot run interactive ``/api/v2/connect`` sessions (the session pools)."""
-
-    status_code = 501

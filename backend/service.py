@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from backend.errors import ExecutorUnavailable, Overloaded, UpstreamError
 from backend.executors.base import Executor
+from backend.executors.errors import ExecutorUnavailable, Overloaded, UpstreamError
 from backend.interactive import InteractiveSession
 from backend.judge import JudgeRequest, judge_response
 from backend.models import ExecutionResult, RunSpec
@@ -91,7 +91,7 @@ class ExecutionService:
     def _judge_on(self, executor: Executor, request: JudgeRequest) -> dict[str, Any]:
         specs = [RunSpec(case.stdin, request.args, request.run_limits) for case in request.cases]
         with executor.open(request.program, request.runtime) as box:
-            judged = box.judge_many(specs, [case.expected for case in request.cases], request.comparison,
+            judged = box.run_and_match(specs, [case.expected for case in request.cases], request.comparison,
                                     stop_on_first_failure=request.stop_on_first_failure)
         return judge_response(request, box.compile, judged, self.display_bytes)
 

@@ -230,7 +230,7 @@ def main() -> None:
         if args.skip_inflight:
             return
         env = backend_env(emu, MAX_CONCURRENT_JOBS=str(args.sessions), MAX_QUEUED_JOBS=str(args.inflight + 50),
-                          QUEUE_TIMEOUT="300000", WEB_THREADS=str(args.inflight + 16))
+                          QUEUE_TIMEOUT_MS="300000", WEB_THREADS=str(args.inflight + 16))
         with ServerProcess(env) as server:
             inflight(server.url, args.sessions)  # allocate the sessions before measuring
             rss_before, _ = worker_memory(server)

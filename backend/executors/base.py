@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from backend.errors import InteractiveUnsupported
+from backend.executors.errors import ExecutorUnavailable, InteractiveUnsupported
 from backend.models import Comparison, ExecutionResult, Program, RunSpec, StageResult
 from backend.runtimes import Runtime
 
@@ -38,8 +38,8 @@ class Box(ABC):
     def run(self, spec: RunSpec) -> StageResult:
         return self.run_many([spec])[0]
 
-    def judge_many(self, specs: Sequence[RunSpec], expected: Sequence[str], comparison: Comparison,
-                   *, stop_on_first_failure: bool) -> list[tuple[StageResult, bool]]:
+    def run_and_match(self, specs: Sequence[RunSpec], expected: Sequence[str], comparison: Comparison,
+                      *, stop_on_first_failure: bool) -> list[tuple[StageResult, bool]]:
         """Run and compare each case: (result, output matched). Stops early on request.
 
         Executors that can compare where the program ran (the session pool) override this
@@ -48,14 +48,14 @@ class Box(ABC):
         if not stop_on_first_failure:
             results = self.run_many(specs)
             return [(r, r.ok and comparison.matches(r.stdout, e)) for r, e in zip(results, expected, strict=True)]
-        judged: list[tuple[StageResult, bool]] = []
+        matched_runs: list[tuple[StageResult, bool]] = []
         for spec, want in zip(specs, expected, strict=True):
             result = self.run(spec)
             matched = result.ok and comparison.matches(result.stdout, want)
-            judged.append((result, matched))
+            matched_runs.append((result, matched))
             if not matched:
                 break
-        return judged
+        return matched_runs
 
 
 class Executor(ABC):
@@ -112,8 +112,6 @@ class Fallback(Executor):
         return self.local.open(program, self._here(runtime))
 
     def _here(self, runtime: Runtime) -> Runtime:
-        from backend.errors import ExecutorUnavailable
-
         same = [rt for rt in self.local.runtimes() if rt.language == runtime.language]
         exact = [rt for rt in same if rt.version == runtime.version]
         if not (exact or same):

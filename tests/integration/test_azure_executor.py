@@ -54,8 +54,8 @@ class Backend:
 def backend(emu: EmulatorProcess, **env: str) -> Iterator[Backend]:
     settings = {
         "USE_LOCAL_EXECUTOR": "false", "POOL_MANAGEMENT_ENDPOINT": emu.pool_endpoint, **emu.identity_env(),
-        "SESSION_REQUEST_TIMEOUT": "8", "SESSION_MAX_RETRIES": "3", "MAX_CONCURRENT_JOBS": "4",
-        "FALLBACK_TO_LOCAL": "false", "QUEUE_TIMEOUT": "10000", "WEB_WORKERS": "1", **env,
+        "SESSION_REQUEST_TIMEOUT_S": "8", "SESSION_MAX_RETRIES": "3", "MAX_CONCURRENT_JOBS": "4",
+        "FALLBACK_TO_LOCAL": "false", "QUEUE_TIMEOUT_MS": "10000", "WEB_WORKERS": "1", **env,
     }
     for key in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "MSI_ENDPOINT"):
         settings.setdefault(key, "")
@@ -278,7 +278,7 @@ def test_hang_gives_504_within_the_request_timeout(azure: Backend, emu: Emulator
     elapsed = time.monotonic() - started
     assert response.status_code == 504, response.text
     assert "did not answer" in response.json()["message"]
-    # SESSION_REQUEST_TIMEOUT=8 caps the wait (a hang of 60 s), and a hung execution is not retried.
+    # SESSION_REQUEST_TIMEOUT_S=8 caps the wait (a hang of 60 s), and a hung execution is not retried.
     assert 6 < elapsed < 60 and calls(emu) - before == 1
     assert azure.run("python", "print(2)")["run"]["stdout"] == "2\n"
 
@@ -362,7 +362,7 @@ def test_big_input_and_output_go_through_the_files_api(azure: Backend, emu: Emul
 def test_fresh_strategy_and_pool_full_back_pressure(emu: EmulatorProcess) -> None:
     state = emu.state()
     created, deleted = state["sessions_created"], state["sessions_deleted"]
-    with backend(emu, SESSION_STRATEGY="fresh", QUEUE_TIMEOUT="3000") as server:
+    with backend(emu, SESSION_STRATEGY="fresh", QUEUE_TIMEOUT_MS="3000") as server:
         for i in range(4):
             assert server.run("python", f"print({i})")["run"]["stdout"] == f"{i}\n"
         # A new identifier every time: the start-up probe's and one per execution.
@@ -382,7 +382,7 @@ def test_fresh_strategy_and_pool_full_back_pressure(emu: EmulatorProcess) -> Non
             started = time.monotonic()
             response = server.post({"language": "python", "version": "*", "files": [{"content": "print(1)"}]})
             assert response.status_code == 503 and "full" in response.json()["message"], response.text
-            assert time.monotonic() - started >= 2.5  # waited for a free session within QUEUE_TIMEOUT
+            assert time.monotonic() - started >= 2.5  # waited for a free session within QUEUE_TIMEOUT_MS
             threading.Timer(1.0, lambda: emu.configure(max_sessions=40)).start()
             assert server.run("python", "print('room')")["run"]["stdout"] == "room\n"
         finally:
@@ -495,7 +495,7 @@ def test_a_404_for_a_session_that_just_worked_is_a_lost_session_not_a_full_pool(
 
 
 def test_a_404_that_says_the_pool_is_full_is_back_pressure(emu: EmulatorProcess) -> None:
-    with backend(emu, QUEUE_TIMEOUT="2000", SESSION_STRATEGY="reuse") as server:
+    with backend(emu, QUEUE_TIMEOUT_MS="2000", SESSION_STRATEGY="reuse") as server:
         server.run("python", "print(1)")
         emu.set_fault(operation="execute", status=404, error_code="MaxConcurrentSessionsReached")
         try:

@@ -36,14 +36,14 @@ def _hello(tag: str) -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with ServerProcess({"MAX_CONCURRENT_JOBS": "4", "COMPILE_CACHE_SIZE": str(64 << 20)}) as s:
+    with ServerProcess({"MAX_CONCURRENT_JOBS": "4", "COMPILE_CACHE_BYTES": str(64 << 20)}) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
 def plain_server() -> Iterator[ServerProcess]:
     """Neither precompiled headers nor a cache: the reference answers."""
-    with ServerProcess({"MAX_CONCURRENT_JOBS": "2", "SANDBOX_PCH_DIR": "", "COMPILE_CACHE_SIZE": "0"}) as s:
+    with ServerProcess({"MAX_CONCURRENT_JOBS": "2", "SANDBOX_PCH_DIR": "", "COMPILE_CACHE_BYTES": "0"}) as s:
         yield s
 
 

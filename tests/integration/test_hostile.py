@@ -99,7 +99,7 @@ def test_writing_a_1gb_file(local_client: Client) -> None:
 
 
 def test_many_files_cannot_fill_the_disk(local_client: Client) -> None:
-    # Each file is under RLIMIT_FSIZE; together they exceed the slot's box (SANDBOX_BOX_SIZE, 256 MiB).
+    # Each file is under RLIMIT_FSIZE; together they exceed the slot's box (SANDBOX_BOX_BYTES, 256 MiB).
     code = ("import os\nfor i in range(60):\n    with open(f'f{i}', 'wb') as f:\n        f.write(os.urandom(9_000_000))\n"
             "print('wrote all')")
     run = local_client.execute("python", code, run_timeout=3000)["run"]

@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
 
 def _server(env: dict[str, str]) -> Iterator[ServerProcess]:
     with pytest.MonkeyPatch.context() as patch:
-        for name in ("RUN_MEMORY_LIMIT", "COMPILE_MEMORY_LIMIT", "SANDBOX_MEMORY_BUDGET"):
+        for name in ("RUN_MEMORY_LIMIT", "COMPILE_MEMORY_LIMIT", "SANDBOX_MEMORY_BUDGET_BYTES"):
             patch.delenv(name, raising=False)  # these servers run on the defaults unless told
         # Generous time limits: on a loaded machine the kernel's reclaim before a kill can take seconds.
         server = ServerProcess({"MAX_CONCURRENT_JOBS": "4", "RUN_TIMEOUT": "20000", "RUN_CPU_TIME": "20000", **env})
@@ -59,7 +59,7 @@ def default_server() -> Iterator[ServerProcess]:
 def budget_server() -> Iterator[ServerProcess]:
     # Its own parent cgroup: the 1 GiB budget must not bind other test servers of this worktree.
     name = os.environ.get("SANDBOX_CGROUP_NAME", "piston") + "-budget"
-    yield from _server({"RUN_MEMORY_LIMIT": "-1", "SANDBOX_MEMORY_BUDGET": str(BUDGET), "SANDBOX_CGROUP_NAME": name})
+    yield from _server({"RUN_MEMORY_LIMIT": "-1", "SANDBOX_MEMORY_BUDGET_BYTES": str(BUDGET), "SANDBOX_CGROUP_NAME": name})
 
 
 def _requires_cgroups(server: ServerProcess) -> dict[str, Any]:

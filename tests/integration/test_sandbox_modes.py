@@ -43,7 +43,7 @@ def test_uid_mode_without_namespaces_still_separates_and_kills() -> None:
 
 
 def test_full_queue_answers_503_at_once() -> None:
-    env = {"MAX_CONCURRENT_JOBS": "1", "MAX_QUEUED_JOBS": "0", "QUEUE_TIMEOUT": "500"}
+    env = {"MAX_CONCURRENT_JOBS": "1", "MAX_QUEUED_JOBS": "0", "QUEUE_TIMEOUT_MS": "500"}
     with ServerProcess(env) as server:
         slow = {**HELLO, "files": [{"content": "import time\ntime.sleep(1.5)"}]}
         thread = threading.Thread(target=_post, args=(server.url, slow))
@@ -51,13 +51,13 @@ def test_full_queue_answers_503_at_once() -> None:
         time.sleep(0.5)
         busy = _post(server.url)
         thread.join()
-        # "queue is full", not "timed out waiting": refused at once, without waiting QUEUE_TIMEOUT.
+        # "queue is full", not "timed out waiting": refused at once, without waiting QUEUE_TIMEOUT_MS.
         assert busy.status_code == 503 and "queue is full" in busy.json()["message"]
         assert _post(server.url).status_code == 200  # capacity is back
 
 
 def test_waiting_longer_than_the_queue_timeout_answers_503() -> None:
-    env = {"MAX_CONCURRENT_JOBS": "1", "MAX_QUEUED_JOBS": "4", "QUEUE_TIMEOUT": "300"}
+    env = {"MAX_CONCURRENT_JOBS": "1", "MAX_QUEUED_JOBS": "4", "QUEUE_TIMEOUT_MS": "300"}
     with ServerProcess(env) as server:
         slow = {**HELLO, "files": [{"content": "import time\ntime.sleep(1.5)"}]}
         thread = threading.Thread(target=_post, args=(server.url, slow))

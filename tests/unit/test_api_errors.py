@@ -5,10 +5,13 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any
 
+import pytest
+
 from backend import create_app
 from backend.config import Settings
-from backend.errors import UpstreamTimeout
+from backend.executors import errors
 from backend.executors.base import Box, Executor
+from backend.executors.errors import ExecutorError, UpstreamTimeout
 from backend.models import Program
 from backend.runtimes import Runtime
 
@@ -46,3 +49,22 @@ def test_typed_executor_errors_keep_their_status_and_message() -> None:
     assert (response.status_code, response.get_json()) == (504, {"message": "the session pool did not answer in 240 s"})
     judge = client(UpstreamTimeout("slow")).post("/api/v2/judge", json={**BODY, "testcases": [{"expected_output": "1"}]})
     assert judge.status_code == 504 and judge.get_json() == {"message": "slow"}
+
+
+@pytest.mark.parametrize(("error", "status"), [
+    (errors.Overloaded("the job queue is full"), 503),
+    (errors.ExecutorUnavailable("local sandbox unavailable"), 503),
+    (errors.UpstreamError("the session pool answered 500"), 502),
+    (errors.UpstreamTimeout("the session pool did not answer in time"), 504),
+    (errors.InteractiveUnsupported("no interactive sessions here"), 501),
+])
+def test_executor_errors_map_to_http_at_the_edge(error: ExecutorError, status: int) -> None:
+    assert not hasattr(error, "status_code")  # executors know nothing of HTTP
+    response = client(error).post("/api/v2/execute", json=BODY)
+    assert (response.status_code, response.get_json()) == (status, {"message": error.message})
+
+
+def test_503s_are_counted_by_reason() -> None:
+    app_client = client(errors.Overloaded("the job queue is full"))
+    app_client.post("/api/v2/execute", json=BODY)
+    assert b'piston_jobs_rejected_total{reason="Overloaded"} 1.0' in app_client.get("/metrics").data

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from backend.executors.azure import harness
-from backend.executors.azure.harness_session import Guard, judge
+from backend.executors.azure.harness_session import Guard, derive_status
 from backend.executors.local.results import to_stage
 from backend.executors.local.sandbox import Outcome
 from backend.models import Limits, Program, RunSpec, SourceFile
@@ -425,10 +425,10 @@ def test_judged_runs_stop_at_the_first_failure(tmp_path: Path) -> None:
     runs = [{"argv": [PYTHON, "main.py"], "stdin": str(i), "expected": want, "limits": limits()}
             for i, want in ((1, "1\n"), (2, "4  \n\n"), (3, "10"), (4, "16"))]
     request = {"files": [{"name": "main.py", "content": b64("print(int(input()) ** 2)")}], "runs": runs,
-               "judge": {"mode": "lines", "stop_on_first_failure": True}}
+               "match": {"mode": "lines", "stop_on_first_failure": True}}
     result = call(request, tmp_path / "data")
     assert [(r["stdout"], r["matched"]) for r in result["runs"]] == [("1\n", True), ("4\n", True), ("9\n", False)]
-    request["judge"] = {"mode": "tokens", "stop_on_first_failure": False}
+    request["match"] = {"mode": "tokens", "stop_on_first_failure": False}
     assert [r["matched"] for r in call(request, tmp_path / "data")["runs"]] == [True, True, False, True]
 
 
@@ -455,10 +455,10 @@ def test_probe_request_covers_every_language() -> None:
     [None, "stdout", "stderr"],  # overflow
 )))
 def test_judge_matches_the_local_executor(case: tuple[Any, ...]) -> None:
-    """Same outcome in, same Piston fields out: both executors judge through backend/runrules.py.
+    """Same outcome in, same Piston fields out: both executors derive the status through backend/runrules.py.
 
     One outcome (the fields ``runrules.collect`` returns) goes to the local ``to_stage`` and to the
-    harness's ``judge``; only what each executor adds (how it learns of an OOM kill) may differ.
+    harness's ``derive_status``; only what each executor adds (how it learns of an OOM kill) may differ.
     """
     status, cpu_ms, timed_out, killed_by, overflow = case
     lim = Limits(timeout_ms=3000, cpu_time_ms=1000, memory_bytes=-1, output_max_size=100, max_processes=8,
@@ -470,5 +470,5 @@ def test_judge_matches_the_local_executor(case: tuple[Any, ...]) -> None:
                "maxrss_kb": None if cpu_us is None else 10, "wall_us": 5000, "timed_out": timed_out,
                "killed_by": killed_by, "overflow": overflow, "sandbox_error": "boom"}
     local = to_stage(Outcome(**outcome), lim, peak_memory=None, oom_killed=oom)
-    ours = judge(outcome, {**LIMITS, "cpu_time_ms": 1000, "timeout_ms": 3000})
+    ours = derive_status(outcome, {**LIMITS, "cpu_time_ms": 1000, "timeout_ms": 3000})
     assert ours == {**local.to_json(), "memory_exceeded": local.memory_exceeded}

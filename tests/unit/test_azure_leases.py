@@ -10,11 +10,11 @@ import pytest
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 
-from backend.errors import Overloaded
 from backend.executors.azure import client as client_mod
 from backend.executors.azure.credentials import ObservedCredential, TokenUnavailable
 from backend.executors.azure.executor import _chunks, fingerprint
 from backend.executors.azure.leases import LeasePool, new_identifier
+from backend.executors.errors import Overloaded
 from backend.models import Limits, RunSpec
 
 

@@ -10,10 +10,10 @@ import pytest
 
 from backend import create_app
 from backend.config import PoolType, ServiceRole, SessionStrategy, Settings, SettingsError
-from backend.errors import ExecutorUnavailable
 from backend.executors.azure.endpoint import resolve_pool
 from backend.executors.azure.harness import isolation_from_probe
 from backend.executors.base import Box, Executor
+from backend.executors.errors import ExecutorUnavailable
 from backend.models import Program
 from backend.runtimes import Runtime
 

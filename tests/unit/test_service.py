@@ -12,7 +12,8 @@ import pytest
 
 from backend import create_app
 from backend.config import Settings
-from backend.errors import ExecutorUnavailable, Overloaded, UpstreamError, UpstreamTimeout, ValidationError
+from backend.errors import ValidationError
+from backend.executors.errors import ExecutorUnavailable, Overloaded, UpstreamError, UpstreamTimeout
 from backend.judge import parse_judge
 from backend.service import Admission, ExecutionService
 from tests.unit.fakes import FakeExecutor, exited

@@ -156,7 +156,7 @@ class SessionsClient:
     # ------------------------------------------------------------ operations
 
     def execute_read_timeout(self, timeout_s: int) -> float:
-        """SESSION_REQUEST_TIMEOUT caps the wait, but never below the execution's own timeout + 2 s."""
+        """SESSION_REQUEST_TIMEOUT_S caps the wait, but never below the execution's own timeout + 2 s."""
         return max(timeout_s + 2.0, min(timeout_s + READ_MARGIN_S, self.request_timeout))
 
     def execute(self, identifier: str, code: str, *, timeout_s: int, deadline: float | None = None,

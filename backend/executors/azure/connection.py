@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 from azure.core.credentials import TokenCredential
 
 from backend.config import PoolType, SessionStrategy, Settings
-from backend.errors import ExecutorUnavailable, Overloaded, UpstreamError, UpstreamTimeout
 from backend.executors.azure.client import (
     SessionsAuthError,
     SessionsClient,
@@ -38,6 +37,7 @@ from backend.executors.azure.credentials import ObservedCredential, TokenUnavail
 from backend.executors.azure.endpoint import EndpointError, resolve_endpoint
 from backend.executors.azure.leases import Lease, LeasePool
 from backend.executors.base import Executor
+from backend.executors.errors import ExecutorUnavailable, Overloaded, UpstreamError, UpstreamTimeout
 from backend.runtimes import Runtime
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class PoolConnection:
         self.endpoint_error: str | None = None  # resolving failed, or the first probe found no pool there
         self._client: SessionsClient | None = None
         self._client_lock = threading.Lock()
-        self.leases = LeasePool(strategy=self._initial_strategy(), cooldown_s=settings.session_cooldown_seconds,
+        self.leases = LeasePool(strategy=self._initial_strategy(), cooldown_s=settings.session_cooldown_s,
                                 capacity=settings.max_concurrent_jobs)
         self._janitor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="session-cleanup")
         self._ready: tuple[float, bool, str] | None = None
@@ -84,18 +84,18 @@ class PoolConnection:
         with contextlib.suppress(ExecutorUnavailable):
             self.client()  # resolve the endpoint once at start; retried lazily if ARM is down
 
-    def _initial_strategy(self) -> str:
+    def _initial_strategy(self) -> SessionStrategy:
         chosen = self.settings.session_strategy
         if chosen is SessionStrategy.AUTO:
             # A custom container separates runs itself (a fresh sandbox per run); a code interpreter
             # is only trusted with reuse once its probe shows per-run isolation (set_isolation).
-            return "reuse" if self.pool_type is PoolType.CUSTOM_CONTAINER else "fresh"
-        return chosen.value
+            return SessionStrategy.REUSE if self.pool_type is PoolType.CUSTOM_CONTAINER else SessionStrategy.FRESH
+        return chosen
 
     def set_isolation(self, isolation: str) -> None:
         """What the probe found the session can separate: reuse identifiers only where runs are apart."""
         if self.settings.session_strategy is SessionStrategy.AUTO and self.pool_type is PoolType.PYTHON_LTS:
-            self.leases.strategy = "fresh" if isolation == "none" else "reuse"
+            self.leases.strategy = SessionStrategy.FRESH if isolation == "none" else SessionStrategy.REUSE
             log.info("session isolation %s: strategy %s", isolation, self.leases.strategy)
 
     # ------------------------------------------------------------ wiring
@@ -114,14 +114,14 @@ class PoolConnection:
                 self._client = SessionsClient(
                     endpoint, self.tokens, scope=self.settings.sessions_token_scope,
                     api_version=self.settings.sessions_api_version,
-                    request_timeout=self.settings.session_request_timeout,
+                    request_timeout=self.settings.session_request_timeout_s,
                     max_retries=self.settings.session_max_retries,
                     pool_size=self.settings.max_concurrent_jobs + 4,
                 )
             return self._client
 
     def queue_deadline(self) -> float:
-        return time.monotonic() + self.settings.queue_timeout / 1000
+        return time.monotonic() + self.settings.queue_timeout_ms / 1000
 
     def check_validation(self, exc: SessionsPoolFullError) -> None:
         """At the first probe, a bare 404 for a new identifier says the endpoint is wrong, not the pool full."""
@@ -143,7 +143,7 @@ class PoolConnection:
     # ------------------------------------------------------------ sessions
 
     def lease(self) -> Lease:
-        return self.leases.acquire(self.settings.queue_timeout / 1000)
+        return self.leases.acquire(self.settings.queue_timeout_ms / 1000)
 
     def round_trip(self, call: Callable[[Lease], T], holder: Holder | None = None) -> T:
         """``call`` on the holder's session; without a holder (a probe) a lease is taken here."""
@@ -210,7 +210,7 @@ class PoolConnection:
             raise api_error(exc, client.host if client else "?", self.settings) from exc
 
     def finish(self, lease: Lease, *, keep: bool) -> None:
-        keep = keep and self.leases.strategy == "reuse"
+        keep = keep and self.leases.strategy is SessionStrategy.REUSE
         self.leases.release(lease, keep=keep)
         if not keep and lease.uses:
             # Fresh strategy (or a broken session): delete it so it does not hold a pool slot until cooldown.
@@ -266,7 +266,7 @@ class PoolConnection:
             "pool_type": self.pool_type.value,
             "endpoint_host": client.host if client else None,
             "endpoint_error": self.endpoint_error,
-            "strategy": self.leases.strategy,
+            "strategy": self.leases.strategy.value,
             "strategy_setting": self.settings.session_strategy.value,
             "leases": self.leases.stats(),
             "token": {"cached": expires_in is not None,
@@ -288,7 +288,7 @@ class PoolConnection:
             return
         self.closed = True
         client = self._client
-        if client is not None and self.leases.strategy == "reuse":
+        if client is not None and self.leases.strategy is SessionStrategy.REUSE:
             for lease in self.leases.drain_idle():
                 self._delete_session(lease.identifier, retries=0)
         self._janitor.shutdown(wait=True, cancel_futures=False)
@@ -390,7 +390,7 @@ def api_error(exc: SessionsError, host: str, settings: Settings) -> Exception:
     if isinstance(exc, SessionsPoolFullError):
         return Overloaded(
             f"the session pool is full ({exc.code}) and no session freed up within "
-            f"{settings.queue_timeout / 1000:g} s; try again later"
+            f"{settings.queue_timeout_ms / 1000:g} s; try again later"
         )
     if isinstance(exc, SessionsTimeoutError):
         return UpstreamTimeout(f"the session pool did not answer in time: {exc}")

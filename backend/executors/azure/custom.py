@@ -17,11 +17,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from backend.config import PoolType, Settings
-from backend.errors import ExecutorUnavailable, UpstreamError
 from backend.executors.azure.client import SessionsClient, SessionsPoolFullError
 from backend.executors.azure.connection import Holder, PoolConnection, PoolExecutor
 from backend.executors.azure.leases import Lease
 from backend.executors.base import Box
+from backend.executors.errors import ExecutorUnavailable, UpstreamError
 from backend.models import Comparison, Limits, Program, RunSpec, StageResult
 from backend.runtimes import LANGUAGES, Runtime
 
@@ -110,9 +110,9 @@ class ContainerBox(Box, Holder):
                 raise UpstreamError(f"the session's /api/v2/execute answer is malformed: {exc}") from exc
         return results
 
-    def judge_many(self, specs: Sequence[RunSpec], expected: Sequence[str], comparison: Comparison,
-                   *, stop_on_first_failure: bool) -> list[tuple[StageResult, bool]]:
-        """Judged in the session; its verdicts are carried back as (stage, matched) for the backend's own."""
+    def run_and_match(self, specs: Sequence[RunSpec], expected: Sequence[str], comparison: Comparison,
+                      *, stop_on_first_failure: bool) -> list[tuple[StageResult, bool]]:
+        """Matched (and judged) in the session; its verdicts are carried back as (stage, matched) for the backend's own."""
         if not specs:
             return []
         first = specs[0]
@@ -129,7 +129,7 @@ class ContainerBox(Box, Holder):
         try:
             if answer.get("compile") is not None:
                 self.compile = StageResult.from_json(answer["compile"])
-            return [_judged(case) for case in answer["testcases"] if case.get("verdict") != "SKIPPED"]
+            return [_matched_stage(case) for case in answer["testcases"] if case.get("verdict") != "SKIPPED"]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UpstreamError(f"the session's /api/v2/judge answer is malformed: {exc}") from exc
 
@@ -163,7 +163,7 @@ def _stage_limits(stage: str, limits: Limits) -> dict[str, int]:
             f"{stage}_memory_limit": limits.memory_bytes}
 
 
-def _judged(case: dict[str, Any]) -> tuple[StageResult, bool]:
+def _matched_stage(case: dict[str, Any]) -> tuple[StageResult, bool]:
     """The session's case as a stage: the verdicts agree because both sides run backend/judge.py on the
     same stage fields; only the memory-limit kill, which the case JSON reports as its verdict, is carried."""
     stage = StageResult.from_json({**case, "output": ""})

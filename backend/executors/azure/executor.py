@@ -16,8 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from backend.config import PoolType, Settings
-from backend.errors import ExecutorUnavailable, UpstreamError
+from backend.config import PoolType, SessionStrategy, Settings
 from backend.executors.azure import harness
 from backend.executors.azure.client import SessionsClient, SessionsPoolFullError, SessionsResponseError
 from backend.executors.azure.connection import (
@@ -29,6 +28,7 @@ from backend.executors.azure.connection import (
 )
 from backend.executors.azure.leases import Lease
 from backend.executors.base import Box
+from backend.executors.errors import ExecutorUnavailable, UpstreamError
 from backend.models import Comparison, Program, RunSpec, StageResult
 from backend.runtimes import Runtime
 
@@ -162,22 +162,22 @@ class SessionBox(Box, Holder):
     def run_many(self, specs: Sequence[RunSpec]) -> list[StageResult]:
         return [result for result, _ in self._rounds(specs, None, None, stop=False)]
 
-    def judge_many(self, specs: Sequence[RunSpec], expected: Sequence[str], comparison: Comparison,
-                   *, stop_on_first_failure: bool) -> list[tuple[StageResult, bool]]:
+    def run_and_match(self, specs: Sequence[RunSpec], expected: Sequence[str], comparison: Comparison,
+                      *, stop_on_first_failure: bool) -> list[tuple[StageResult, bool]]:
         """Compared in the session, in the same round trip, so a failing case stops the rest there."""
         return self._rounds(specs, expected, comparison, stop=stop_on_first_failure)
 
     def _rounds(self, specs: Sequence[RunSpec], expected: Sequence[str] | None, comparison: Comparison | None,
                 *, stop: bool) -> list[tuple[StageResult, bool]]:
-        judged: list[tuple[StageResult, bool]] = []
+        matched_runs: list[tuple[StageResult, bool]] = []
         # One execution may last MAX_EXECUTION_S: split long batches. Each chunk compiles again
         # (the box does not outlive an execution); the first chunk's compile result is reported.
         chunks = _chunks(list(specs))
         # A session that serves nobody after this box: the harness then skips the snapshot it would
         # restore for a later submission (a walk of the kernel's site-packages on the "none" path).
-        discarded = self.executor.connection.leases.strategy == "fresh"
+        discarded = self.executor.connection.leases.strategy is SessionStrategy.FRESH
         for index, chunk in enumerate(chunks):
-            start = len(judged)
+            start = len(matched_runs)
             want = None if expected is None else list(expected[start:start + len(chunk)])
             request = harness.build_request(self.program, self.runtime, chunk, expected=want, comparison=comparison,
                                             stop_on_first_failure=stop,
@@ -191,10 +191,10 @@ class SessionBox(Box, Holder):
             if self.compile is None:
                 self.compile = compile_stage
             matched = [bool(raw.get("matched")) for raw in result["runs"]]
-            judged += zip(runs, matched, strict=True)
+            matched_runs += zip(runs, matched, strict=True)
             if stop and (len(runs) < len(chunk) or not all(matched)):
                 break
-        return judged
+        return matched_runs
 
 
 def _chunks(specs: list[RunSpec]) -> list[list[RunSpec]]:

@@ -7,7 +7,7 @@ Request (JSON; all sizes in bytes, times in ms)::
      "renames": [["Main.txt", "Main.java"]],
      "compile": {"argv": [...], "limits": LIMITS} | null,
      "runs": [{"argv": [...], "stdin": "...", "limits": LIMITS, "expected"?: "..."}, ...],
-     "judge": {"mode", "abs_tol", "rel_tol", "stop_on_first_failure"} | null,
+     "match": {"mode", "abs_tol", "rel_tol", "stop_on_first_failure"} | null,
      "last_use"?: true}   no later submission will run in this session (isolation "none" then
                           skips the snapshot of the kernel's dirs, a walk of its site-packages)
     LIMITS = {"timeout_ms", "cpu_time_ms", "memory_bytes", "output_max_size",
@@ -20,7 +20,7 @@ names it (``{"nonce", "input_file"}``). Result, printed as ``__PISTON__<nonce> <
 
     {"v": 1, "compile": STAGE | null, "runs": [STAGE, ...], "isolation", "isolation_detail",
      "cleanup": {"killed", "removed", "restored", "tainted"}, "elapsed_ms"}
-    STAGE = Piston's stage fields + "memory_exceeded" (+ "matched" when judged; with
+    STAGE = Piston's stage fields + "memory_exceeded" (+ "matched" when matched; with
             stop_on_first_failure "runs" ends at the first case that did not match)
     {"v": 1, "error": "...", "trace": "..."}          the harness itself failed
     {"v": 1, "probe": [{"language", "binaries", "returncode", "output"}], "info": {...}}
@@ -50,7 +50,7 @@ from backend.runtimes import LANGUAGES, Runtime, build_commands, probed_runtime
 HERE = Path(__file__).resolve().parent
 SESSION_SOURCE = (HERE / "harness_session.py").read_text()
 REAPER_SOURCE = (HERE / "reaper_session.py").read_text()
-COMPARE_SOURCE = (HERE.parent.parent / "compare.py").read_text()  # the judge's comparison, stdlib only
+COMPARE_SOURCE = (HERE.parent.parent / "compare.py").read_text()  # the output match, stdlib only
 RULES_SOURCE = (HERE.parent.parent / "runrules.py").read_text()  # the run rules, shared with the local executor
 MODULE_NAME = "__piston_harness_" + hashlib.sha256(
     (SESSION_SOURCE + REAPER_SOURCE + COMPARE_SOURCE + RULES_SOURCE).encode()).hexdigest()[:12]
@@ -60,7 +60,7 @@ PROTOCOL = 1
 ISOLATIONS = ("uid", "userns", "none")  # the harness's per-run separation, strongest first
 INLINE_INPUT_MAX = 64 * 1024  # larger requests go up through the files API
 INLINE_RESULT_MAX = 3000  # below the session's 4096-character stdout cap (outputStreamsMaxLength)
-STAGE_OVERHEAD_MS = 500  # reaper start, cleanup and judging per stage
+STAGE_OVERHEAD_MS = 500  # reaper start, cleanup and matching per stage
 EXECUTION_OVERHEAD_S = 3  # harness start, box set-up and final cleanup per execution
 
 
@@ -89,7 +89,7 @@ def build_request(program: Program, runtime: Runtime, specs: Sequence[RunSpec], 
                   stop_on_first_failure: bool = False, last_use: bool = False) -> dict[str, Any]:
     """The request for compiling ``program`` once and running it on each spec.
 
-    With ``expected`` and ``comparison`` the session also judges each run (``matched``) and,
+    With ``expected`` and ``comparison`` the session also matches each run's output (``matched``) and,
     on request, stops at the first case that fails. ``last_use``: the session serves no later
     submission (a fresh identifier per execution), so the harness need not guard it for one.
     """
@@ -99,18 +99,18 @@ def build_request(program: Program, runtime: Runtime, specs: Sequence[RunSpec], 
         # Run commands depend on the run's limits (JVM -Xmx, V8 heap); the program's files do not change.
         run = build_commands(runtime, program.files, spec.limits).run
         runs.append({"argv": [*run, *spec.args], "stdin": spec.stdin, "limits": _limits(spec.limits)})
-    judge = None
+    match = None
     if expected is not None and comparison is not None:
         for run, want in zip(runs, expected, strict=True):
             run["expected"] = want
-        judge = {"mode": comparison.mode, "abs_tol": comparison.abs_tol, "rel_tol": comparison.rel_tol,
+        match = {"mode": comparison.mode, "abs_tol": comparison.abs_tol, "rel_tol": comparison.rel_tol,
                  "stop_on_first_failure": stop_on_first_failure}
     return {
         "v": PROTOCOL,
         "nonce": new_nonce(),
         **({"last_use": True} if last_use else {}),
         "inline_max": INLINE_RESULT_MAX,
-        "judge": judge,
+        "match": match,
         "files": [{"name": f.name, "content": base64.b64encode(f.content).decode()} for f in program.files],
         "renames": [list(pair) for pair in commands.renames],
         "compile": None if commands.compile is None else {
@@ -199,7 +199,7 @@ def decode_result(text: str | bytes) -> dict[str, Any]:
 
 def stages(result: dict[str, Any], expected_runs: int, *, at_most: bool = False,
            ) -> tuple[StageResult | None, list[StageResult]]:
-    """The compile stage and the run stages; ``at_most``: a judged run may have stopped early."""
+    """The compile stage and the run stages; ``at_most``: a matched run may have stopped early."""
     runs = result.get("runs")
     if not isinstance(runs, list) or len(runs) > expected_runs or (len(runs) != expected_runs and not at_most):
         raise HarnessError(f"the harness returned {len(runs) if isinstance(runs, list) else 'no'} runs, "

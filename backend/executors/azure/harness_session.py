@@ -4,7 +4,7 @@ Dynamic sessions take Python source and give back the kernel's stdout: no stdin,
 codes. So the backend sends this file's source with a request; ``entry`` writes the
 submission into a fresh private directory, compiles it once, runs it for each run spec as
 a subprocess with stdin, rlimits and a wall timeout (through the reaper, which measures
-the program's own rusage), judges each stage exactly as the local executor does, kills
+the program's own rusage), derives each stage's status exactly as the local executor does, kills
 everything the submission left and removes its files, then prints one result line:
 ``__PISTON__<nonce> <json>``, or ``__PISTON__<nonce> @<file>`` when the JSON is too long
 for the session's inline output (the file is in the data dir; the backend downloads and
@@ -64,7 +64,7 @@ SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # world-writable: where a submi
 IO_PREFIXES = ("piston-in-", "piston-out-")  # request/result files in the data dir
 BOX_PREFIX = "piston-box-"
 
-# Sources of the run rules, the reaper and the judge's comparison: set by the backend in this
+# Sources of the run rules, the reaper and the output comparison (match): set by the backend in this
 # namespace, else read from the repository (script mode).
 RULES_SOURCE: str = globals().get("RULES_SOURCE") or ""
 REAPER_SOURCE: str = globals().get("REAPER_SOURCE") or ""
@@ -238,7 +238,7 @@ USERNS_CHECK = "import os; open('written', 'w').write('x'); print('ok', os.getpi
 
 def _userns_works() -> bool:
     """Run one real stage in namespaces: the kernel may forbid them (sysctl, AppArmor, seccomp)."""
-    box = Box(None, namespaces=True)
+    box = Workdir(None, namespaces=True)
     try:
         limits = {"timeout_ms": 10_000, "cpu_time_ms": 10_000, "memory_bytes": -1, "output_max_size": 1024,
                   "max_processes": 8, "max_open_files": 64, "max_file_size": 1024}
@@ -273,7 +273,7 @@ def _own_threads() -> int:
                if u == os.getuid() and os.path.isdir(f"/proc/{p}/task"))
 
 
-def _nproc_others(box: Box) -> int | None:
+def _nproc_others(box: Workdir) -> int | None:
     """What else counts against the program's RLIMIT_NPROC (see runrules.rlimits)."""
     if box.uid is not None:
         return 0  # a uid of its own: the reaper runs as root, only the program counts
@@ -321,7 +321,7 @@ def _covered_runtime(covered: list[str]) -> list[str]:
     return found
 
 
-def run_stage(box: Box, argv: list[str], stdin: str, limits: dict) -> dict:
+def run_stage(box: Workdir, argv: list[str], stdin: str, limits: dict) -> dict:
     """Run one command in the box; return Piston's stage fields (+ memory_exceeded)."""
     box.reset_tmp()
     box.seq += 1
@@ -348,7 +348,7 @@ def run_stage(box: Box, argv: list[str], stdin: str, limits: dict) -> dict:
     outcome = _collect(args, argv, limits, box.uids)
     if not box.namespaces:  # a namespace takes everything in it down with its init
         box.killed += kill_leftovers(box.uids, only_uids=bool(box.uids))
-    return judge(outcome, limits)
+    return derive_status(outcome, limits)
 
 
 def _collect(args: list[str], argv: list[str], limits: dict, uids: list[int]) -> dict:
@@ -388,13 +388,13 @@ def _collect(args: list[str], argv: list[str], limits: dict, uids: list[int]) ->
     return outcome
 
 
-def judge(o: dict, limits: dict) -> dict:
+def derive_status(o: dict, limits: dict) -> dict:
     """Piston's stage fields from an outcome: the rules of backend/runrules.py, as locally.
 
     The local executor learns of memory-limit kills from its cgroup's OOM events; here the
     only sign is a SIGKILL that neither the reaper nor the harness sent, which in a session
     can only come from the container's OOM killer. (Under RLIMIT_DATA an allocation simply
-    fails, and the judge reads the runtime's message, as it does locally without cgroups.)
+    fails, and the status comes from the runtime's message, as it does locally without cgroups.)
     """
     ws = o.get("wait_status")
     oom = (ws is not None and os.WIFSIGNALED(ws) and os.WTERMSIG(ws) == signal.SIGKILL
@@ -419,7 +419,7 @@ def _box_parent(uid: int | None) -> str:
     return candidates[0]
 
 
-class Box:
+class Workdir:
     """A fresh private directory: ``box`` (the cwd, the program's files), ``tmp`` and ``io`` (stdin).
 
     ``uid``: the program's own uid ("uid" isolation); ``namespaces``: each stage runs in
@@ -479,9 +479,9 @@ class Box:
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def clone(self, uid: int | None) -> Box:
+    def clone(self, uid: int | None) -> Workdir:
         """A copy of the compiled box for a parallel worker, under its own uid or namespaces."""
-        twin = Box(uid, namespaces=self.namespaces, data=self.data)
+        twin = Workdir(uid, namespaces=self.namespaces, data=self.data)
         shutil.copytree(self.box, twin.box, symlinks=True, dirs_exist_ok=True)
         if uid is not None:
             for root, dirs, files in os.walk(twin.box):
@@ -703,8 +703,8 @@ def handle(request: dict, data: str) -> dict:
     # anywhere the kernel may write; in namespaces, nowhere that outlives the stage.
     scan = {"uid": [*SCRATCH_DIRS, data, *guarded_dirs(data)], "none": [*SCRATCH_DIRS, data]}.get(mode, [])
     before = _entries(scan)
-    box = Box(uid, namespaces=mode == "userns", data=data)
-    twins: list[Box] = []
+    box = Workdir(uid, namespaces=mode == "userns", data=data)
+    twins: list[Workdir] = []
     result: dict = {"v": PROTOCOL, "compile": None, "runs": [], "isolation": mode,
                     "isolation_detail": state.isolation_detail}
     restored = tainted = 0
@@ -718,9 +718,9 @@ def handle(request: dict, data: str) -> dict:
             result["compile"] = run_stage(box, comp["argv"], "", comp["limits"])
         compiled = result["compile"] is None or (result["compile"]["status"] is None
                                                  and result["compile"]["code"] == 0)
-        check = _matcher(request.get("judge"))
+        check = _matcher(request.get("match"))
         runs = request.get("runs", [])
-        stop = check is not None and bool(request["judge"].get("stop_on_first_failure"))
+        stop = check is not None and bool(request["match"].get("stop_on_first_failure"))
         if compiled and not stop and len(runs) > 1 and mode != "none":
             twins = _twins(box, min(PARALLEL_RUNS, len(runs)) - 1)
             result["runs"] = _run_parallel([box, *twins], runs, check)
@@ -729,7 +729,7 @@ def handle(request: dict, data: str) -> dict:
                 stage = result["compile"] if not compiled else run_stage(box, [*run["argv"]], run.get("stdin", ""),
                                                                          run["limits"])
                 if check is not None:
-                    # Judged here, so that a failing case can stop the rest without another round trip.
+                    # Matched here, so that a failing case can stop the rest without another round trip.
                     stage = {**stage, "matched": compiled and check(stage, run.get("expected", ""))}
                 result["runs"].append(stage)
                 if stop and not stage["matched"]:
@@ -750,7 +750,7 @@ def handle(request: dict, data: str) -> dict:
     return result
 
 
-def _twins(box: Box, count: int) -> list[Box]:
+def _twins(box: Workdir, count: int) -> list[Workdir]:
     """Copies of the compiled box, one per parallel worker: each under a fresh uid (the cleanup after
     a stage kills every process of the stage's uid) or in namespaces of its own."""
     state, twins = _state(), []
@@ -764,13 +764,13 @@ def _twins(box: Box, count: int) -> list[Box]:
     return twins
 
 
-def _run_parallel(boxes: list[Box], runs: list[dict], check) -> list[dict]:  # check: a _matcher() or None
+def _run_parallel(boxes: list[Workdir], runs: list[dict], check) -> list[dict]:  # check: a _matcher() or None
     """Run the cases on several boxes at once (a judge's cases are independent); results in order."""
     results: list = [None] * len(runs)
     pending = iter(range(len(runs)))
     lock = threading.Lock()
 
-    def work(box: Box) -> None:
+    def work(box: Workdir) -> None:
         while True:
             with lock:
                 index = next(pending, None)
@@ -791,7 +791,7 @@ def _run_parallel(boxes: list[Box], runs: list[dict], check) -> list[dict]:  # c
 
 
 def _matcher(spec: dict | None):  # -> Callable[[dict, str], bool] | None
-    """The judge's comparison (backend/compare.py, sent along as COMPARE_SOURCE)."""
+    """The output match (backend/compare.py, sent along as COMPARE_SOURCE)."""
     if not spec:
         return None
     namespace: dict = {"__name__": "piston_compare"}

@@ -17,13 +17,14 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from backend.errors import Overloaded
+from backend.config import SessionStrategy
+from backend.executors.errors import Overloaded
 
 PREFIX = "pst-"
 # Lower-case hex and hyphens: inside every documented rule (Learn's letters, digits and
 # hyphens; the swagger patterns' [A-Za-z0-9-_]; 4-128 characters).
 IDENTIFIER_PATTERN = r"^[a-z0-9-]{4,128}$"
-STRATEGIES = ("reuse", "fresh")
+STRATEGIES = (SessionStrategy.REUSE, SessionStrategy.FRESH)  # what AUTO resolves to
 
 
 def new_identifier() -> str:
@@ -46,7 +47,7 @@ class Lease:
 class LeasePool:
     """At most ``capacity`` identifiers in use at once; idle ones reused newest first."""
 
-    def __init__(self, *, strategy: str, cooldown_s: float, capacity: int) -> None:
+    def __init__(self, *, strategy: SessionStrategy | str, cooldown_s: float, capacity: int) -> None:
         self.strategy = strategy
         self.cooldown_s = cooldown_s
         # Reuse only well inside the cooldown: the pool may already be destroying a session
@@ -61,14 +62,14 @@ class LeasePool:
         self.minted = 0
 
     @property
-    def strategy(self) -> str:
+    def strategy(self) -> SessionStrategy:
         return self._strategy
 
     @strategy.setter
-    def strategy(self, value: str) -> None:
+    def strategy(self, value: SessionStrategy | str) -> None:
         if value not in STRATEGIES:
             raise ValueError(f"unknown session strategy {value!r}")
-        self._strategy = value
+        self._strategy = SessionStrategy(value)
 
     def acquire(self, timeout_s: float) -> Lease:
         """A lease for one execution; Overloaded when no slot frees up within ``timeout_s``."""
@@ -77,7 +78,7 @@ class LeasePool:
                 f"all {self.capacity} session slots of this worker are busy; waited {timeout_s:g} s"
             )
         with self._lock:
-            lease = self._take_idle() if self.strategy == "reuse" else None
+            lease = self._take_idle() if self.strategy is SessionStrategy.REUSE else None
             if lease is None:
                 lease = Lease(new_identifier(), warm=False)
                 self.minted += 1
@@ -88,7 +89,7 @@ class LeasePool:
         """Return the lease; ``keep`` False (or the fresh strategy) forgets its identifier."""
         with self._lock:
             self._busy.discard(lease.identifier)
-            if keep and self.strategy == "reuse":
+            if keep and self.strategy is SessionStrategy.REUSE:
                 lease.last_used = time.monotonic()
                 lease.warm = True
                 self._idle.append(lease)
@@ -106,7 +107,7 @@ class LeasePool:
     def swap_for_idle(self, lease: Lease) -> Lease | None:
         """An idle warm lease in place of ``lease`` (whose identifier is dropped), keeping the slot."""
         with self._lock:
-            if self.strategy != "reuse":
+            if self.strategy is not SessionStrategy.REUSE:
                 return None
             self._expire()
             if not self._idle:

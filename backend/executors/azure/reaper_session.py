@@ -40,7 +40,7 @@ ST_TO_MS = ((1, MS_RDONLY), (2, MS_NOSUID), (4, MS_NODEV), (8, MS_NOEXEC), (1024
             (2048, MS_NODIRATIME), (4096, MS_RELATIME))
 SYS_MOUNT_SETATTR, AT_RECURSIVE, MOUNT_ATTR_RDONLY = 442, 0x8000, 1
 PR_SET_NO_NEW_PRIVS = 38
-SCRATCH_TMPFS = b"mode=1777,size=67108864"  # 64 MiB of the session's memory per dir, as SANDBOX_TMP_SIZE
+SCRATCH_TMPFS = b"mode=1777,size=67108864"  # 64 MiB of the session's memory per dir, as SANDBOX_TMP_BYTES
 
 
 def _parse(args):

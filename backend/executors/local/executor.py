@@ -16,8 +16,8 @@ from typing import Any
 
 from backend import runrules
 from backend.config import Settings
-from backend.errors import ExecutorUnavailable
 from backend.executors.base import Box, Executor
+from backend.executors.errors import ExecutorUnavailable
 from backend.executors.local import precompiled as pch
 from backend.executors.local.cgroups import apply_memory_budget, memory_budget_bytes
 from backend.executors.local.compile_cache import CompileCache, cache_key
@@ -53,18 +53,18 @@ class LocalExecutor(Executor):
             if self.settings.sandbox_pch_dir and not self.settings.sandbox_pch_dir.startswith("/usr/") \
                     and self.speedups != NO_SPEEDUPS:
                 plan = dataclasses.replace(plan, ro_binds=(self.settings.sandbox_pch_dir,))
-            if settings.compile_cache_size > 0:
+            if settings.compile_cache_bytes > 0:
                 self.compile_cache = CompileCache(
-                    os.path.join(settings.sandbox_state_dir, "compile-cache"), settings.compile_cache_size)
+                    os.path.join(settings.sandbox_state_dir, "compile-cache"), settings.compile_cache_bytes)
             self.slots = SlotPool(
                 plan, count=settings.max_concurrent_jobs, work_dir=settings.sandbox_work_dir,
                 state_dir=settings.sandbox_state_dir, uid_base=settings.sandbox_uid_base,
                 cgroup_name=settings.cgroup_name if self.probe.cgroups else None,
-                box_size=settings.sandbox_box_size if os.geteuid() == 0 else 0,
+                box_size=settings.sandbox_box_bytes if os.geteuid() == 0 else 0,
             )
         self.memory_budget: int | None = None  # what the slots' parent cgroup holds them to; None: nothing
         if self.slots is not None and self.probe.cgroups:
-            budget = memory_budget_bytes(settings.sandbox_memory_budget)
+            budget = memory_budget_bytes(settings.sandbox_memory_budget_bytes)
             try:
                 apply_memory_budget(settings.cgroup_name, budget)
                 self.memory_budget = budget
@@ -112,7 +112,7 @@ class LocalExecutor(Executor):
     def open(self, program: Program, runtime: Runtime) -> Iterator[Box]:
         if self.slots is None:
             raise ExecutorUnavailable(f"local sandbox unavailable: {self.probe.refusal}")
-        slot = self.slots.acquire(self.settings.queue_timeout / 1000)
+        slot = self.slots.acquire(self.settings.queue_timeout_ms / 1000)
         try:
             box = LocalBox(self.slots, slot, program, runtime, speedups=self.speedups, cache=self.compile_cache)
             box.prepare()

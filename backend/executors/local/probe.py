@@ -125,7 +125,7 @@ def probe(settings: Settings) -> ProbeResult:
     def plan(with_bwrap: bool, uid_sep: bool) -> SandboxPlan:
         return SandboxPlan(
             launcher=launcher, bwrap=bwrap if with_bwrap else None, uid_separation=uid_sep,
-            network=settings.sandbox_network, tmp_size=settings.sandbox_tmp_size,
+            network=settings.sandbox_network, tmp_size=settings.sandbox_tmp_bytes,
         )
 
     namespaces = bool(bwrap) and wanted in ("auto", "bwrap") and _works(plan(True, is_root), probe_uid)

@@ -1,4 +1,4 @@
-"""Judge a sandbox Outcome into Piston's stage fields: the rules of ``backend/runrules.py``."""
+"""Derive a sandbox Outcome's status and Piston's stage fields: the rules of ``backend/runrules.py``."""
 
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ class Slot:
 
 @dataclass
 class Outcome:
-    """What came out of one command, before it is judged into a StageResult."""
+    """What came out of one command, before its status is derived into a StageResult."""
 
     stdout: bytes = b""
     stderr: bytes = b""

@@ -20,7 +20,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from backend.errors import Overloaded
+from backend.executors.errors import Overloaded
 from backend.executors.local.cgroups import SlotCgroup
 from backend.executors.local.sandbox import Sandbox, SandboxPlan, Slot, open_netns
 
