@@ -39,7 +39,7 @@ def _every_listed(language_table: dict[str, tuple[str, str]], runtimes: dict[str
 @pytest.mark.parametrize("language", list(ECHO_EXIT3))
 def test_every_runtime_runs_with_stdin_and_exit_code(client: Client, runtimes: dict, language: str) -> None:
     if language not in runtimes:
-        pytest.skip(f"{language} is not installed here")
+        pytest.skip(f"{language} is not in this executor's /api/v2/runtimes (a PythonLTS pool offers Python, Bash and Perl)")
     name, code = ECHO_EXIT3[language]
     result = client.execute(language, code, name=name, stdin="Alice")
     assert result["language"] == language and result["version"] == runtimes[language]["version"]
@@ -57,7 +57,7 @@ def test_every_runtime_runs_with_stdin_and_exit_code(client: Client, runtimes: d
 @pytest.mark.parametrize("language", list(COMPILE_ERROR))
 def test_compile_error_reports_run_as_compile(client: Client, runtimes: dict, language: str) -> None:
     if language not in runtimes:
-        pytest.skip(f"{language} is not installed here")
+        pytest.skip(f"{language} is not in this executor's /api/v2/runtimes (a PythonLTS pool offers Python, Bash and Perl)")
     name, code = COMPILE_ERROR[language]
     result = client.execute(language, code, name=name)
     assert result["compile"]["code"] not in (0, None) and result["compile"]["status"] == "RE", result["compile"]
@@ -132,7 +132,7 @@ def test_several_files_first_is_main(client: Client) -> None:
 
 def test_hex_and_c_headers(client: Client, runtimes: dict) -> None:
     if "c" not in runtimes:
-        pytest.skip("no C compiler")
+        pytest.skip("c is not in this executor's /api/v2/runtimes (a PythonLTS pool has no C compiler)")
     files = [
         {"name": "main.c", "content": '#include "util.h"\n#include <stdio.h>\nint main(void){printf("%d\\n", twice(21));}'},
         {"name": "util.h", "content": b"static int twice(int x) { return 2 * x; }\n".hex(), "encoding": "hex"},
