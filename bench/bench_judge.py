@@ -61,7 +61,8 @@ def main() -> None:
     print(f"{args.cases} cases of a C program (compile + run); medians of {args.repeat}")
     with ServerProcess({"LOG_LEVEL": "WARNING"}) as local:
         measure("local sandbox", local.url, args.cases, args.repeat)
-    with EmulatorProcess(latency_ms=args.latency_ms, ready_sessions=2) as emu:
+    # The pythonlts image shows gcc only behind a flag (unverified in PythonLTS); this judges C.
+    with EmulatorProcess(latency_ms=args.latency_ms, ready_sessions=2, image_toolchains=["gcc"]) as emu:
         env = {"USE_LOCAL_EXECUTOR": "false", "POOL_MANAGEMENT_ENDPOINT": emu.pool_endpoint, "LOG_LEVEL": "WARNING",
                **emu.identity_env()}
         with ServerProcess(env) as pool:
