@@ -42,6 +42,15 @@ def test_uid_mode_without_namespaces_still_separates_and_kills() -> None:
         assert all("piston-launch" in line or "<defunct>" in line for line in left), left
 
 
+def test_uid_mode_files_are_private_to_their_run() -> None:
+    # Without namespaces /tmp is shared by the slots: two submissions at the same moment must not read
+    # each other's files (the next one never sees them: they are removed after the run).
+    writer = "import os\nopen('/tmp/piston-mine', 'w').write('secret')\nprint(oct(os.stat('/tmp/piston-mine').st_mode & 0o777))"
+    with ServerProcess({"SANDBOX_MODE": "uid", "MAX_CONCURRENT_JOBS": "1"}) as server:
+        run = _post(server.url, {**HELLO, "files": [{"content": writer}]}).json()["run"]
+        assert (run["code"], run["stdout"]) == (0, "0o600\n"), run
+
+
 def test_full_queue_answers_503_at_once() -> None:
     env = {"MAX_CONCURRENT_JOBS": "1", "MAX_QUEUED_JOBS": "0", "QUEUE_TIMEOUT_MS": "500"}
     with ServerProcess(env) as server:

@@ -45,6 +45,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -338,6 +339,9 @@ static int inner(int argc, char **argv) {
             struct rlimit rl = {limits[i].soft, limits[i].hard};
             if (setrlimit(limits[i].resource, &rl) < 0) die("setrlimit");
         }
+        /* What the program creates is its own uid's alone: where /tmp is shared (uid mode, without
+           namespaces), another submission running at the same moment cannot read it. */
+        umask(077);
         execv(argv[optind], argv + optind);
         die(argv[optind]);
     }
