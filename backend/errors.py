@@ -8,15 +8,6 @@ raise their own exceptions (``backend/executors/errors.py``), mapped to HTTP cod
 
 from __future__ import annotations
 
-# Re-exported for one release, for code written before the executor errors moved.
-from backend.executors.errors import (  # noqa: F401
-    ExecutorUnavailable,
-    InteractiveUnsupported,
-    Overloaded,
-    UpstreamError,
-    UpstreamTimeout,
-)
-
 
 class ApiError(Exception):
     """Base: an HTTP status and a client-facing message."""
