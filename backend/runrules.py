@@ -254,6 +254,32 @@ def stage_fields(o: dict, cpu_limit_ms: int, *, peak_memory: int | None, oom_kil
     }
 
 
+# ---------------------------------------------------------------- leftovers in shared dirs
+
+def owned_by(path: str, uids: list[int], depth: int = 0) -> list[str]:
+    """Entries owned by ``uids`` in ``path`` and in the world-writable directories below it.
+
+    An unprivileged uid can only create entries in world-writable directories (or in its
+    own, which are found as a whole), so only those are searched: cheap even in a busy /tmp.
+    """
+    found: list[str] = []
+    try:
+        with os.scandir(path) as it:
+            entries = list(it)
+    except OSError:
+        return found
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if st.st_uid in uids:
+                found.append(entry.path)
+            elif entry.is_dir(follow_symlinks=False) and st.st_mode & 0o002 and depth < 3:
+                found += owned_by(entry.path, uids, depth + 1)
+        except OSError:
+            continue
+    return found
+
+
 # ---------------------------------------------------------------- the toolchain probe
 
 def probe_toolchain(binaries: dict[str, list[str]], version_cmd: list[str]) -> dict:

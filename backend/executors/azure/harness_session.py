@@ -500,24 +500,6 @@ def _entries(dirs: list[str]) -> dict[str, set[str]]:
     return seen
 
 
-def _owned_by(path: str, uids: list[int], depth: int = 0) -> list[str]:
-    """Entries owned by ``uids`` in ``path`` and in the world-writable directories below it.
-
-    An unprivileged uid can only create entries in world-writable directories (or in its
-    own, which are found as a whole), so only those are searched: cheap even in a busy /tmp.
-    """
-    found = []
-    with contextlib.suppress(OSError), os.scandir(path) as it:
-        for entry in it:
-            with contextlib.suppress(OSError):
-                st = entry.stat(follow_symlinks=False)
-                if st.st_uid in uids:
-                    found.append(entry.path)
-                elif entry.is_dir(follow_symlinks=False) and st.st_mode & 0o002 and depth < 3:
-                    found += _owned_by(entry.path, uids, depth + 1)
-    return found
-
-
 def remove_leftovers(before: dict[str, set[str]], uids: list[int]) -> int:
     """Remove what the submission created in the scratch dirs and the data dir.
 
@@ -528,7 +510,7 @@ def remove_leftovers(before: dict[str, set[str]], uids: list[int]) -> int:
     doomed: list[str] = []
     for d, names in before.items():
         if uids:
-            doomed += _owned_by(d, uids)
+            doomed += rules.owned_by(d, uids)
             continue
         with contextlib.suppress(OSError):
             for name in set(os.listdir(d)) - names:

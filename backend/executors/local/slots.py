@@ -20,6 +20,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from backend import runrules
 from backend.executors.errors import Overloaded
 from backend.executors.local.cgroups import SlotCgroup
 from backend.executors.local.sandbox import Sandbox, SandboxPlan, Slot, open_netns
@@ -202,18 +203,12 @@ SHARED_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
 
 def _remove_owned(directories: tuple[str, ...], uid: int) -> None:
     for directory in directories:
-        try:
-            entries = list(os.scandir(directory))
-        except OSError:
-            continue
-        for entry in entries:
+        for path in runrules.owned_by(directory, [uid]):
             try:
-                if entry.stat(follow_symlinks=False).st_uid != uid:
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
                 else:
-                    os.unlink(entry.path)
+                    os.unlink(path)
             except OSError:
                 continue
 
